@@ -1,4 +1,137 @@
-int main(void)
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * qdm: the command-line tool. This file holds the global options and the dispatch to one
+ * file per subcommand; it owns the process's exit code conventions (0 ok, 1 failed, 2 usage).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "qdm-config.h"
+
+static const struct {
+        const char *name;
+        cli_command_fn fn;
+        const char *summary;
+} commands[] = {
+        {"qmp", cmd_qmp, "run one QMP command on a device model's or any QMP socket"},
+};
+
+int cli_error(int code, const char *fmt, ...)
 {
+        va_list ap;
+        fputs("qdm: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return code;
+}
+
+int cli_parse_seconds(const char *s, uint64_t *ret_usec)
+{
+        if (!s || !*s)
+                return -EINVAL;
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno != 0 || !end || *end != '\0' || !isfinite(v) || v < 0 || v > 86400)
+                return -EINVAL;
+        *ret_usec = (uint64_t)(v * 1e6);
         return 0;
+}
+
+static void log_to_stderr(int level, const char *message, void *userdata)
+{
+        static const char *const names[] = {"emerg", "alert", "crit", "error",
+                                            "warning", "notice", "info", "debug"};
+        fprintf(stderr, "qdm: %s: %s\n", names[level & 7], message);
+}
+
+int cli_ctx_new(const cli_globals *g, qdm_ctx **ret)
+{
+        int r = qdm_ctx_new(ret);
+        if (r < 0)
+                return r;
+        qdm_ctx_set_log(*ret, g->verbose >= 2 ? 7 : g->verbose == 1 ? 6 : 4, log_to_stderr,
+                        NULL);
+        return 0;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: qdm [--run-dir DIR] [-v] COMMAND [ARGS...]\n"
+                "\n"
+                "Start and run QEMU device models restricted, paused, and known ready.\n"
+                "\n"
+                "Commands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "\n"
+                   "Options:\n"
+                   "  --run-dir DIR  where device models keep their state (also $QDM_RUN_DIR;\n"
+                   "                 default /run/qdm for root, $XDG_RUNTIME_DIR/qdm otherwise)\n"
+                   "  -v, --verbose  show library diagnostics on stderr (twice: debug)\n"
+                   "  -h, --help     show this help\n"
+                   "  --version      show the version\n"
+                   "\n"
+                   "Run 'qdm COMMAND --help' for a command's options.\n"
+                   "Exit status: 0 success, 1 the operation failed, 2 bad usage or configuration.\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"run-dir", required_argument, NULL, 'r'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
+                {0},
+        };
+        cli_globals g = {.run_dir = getenv("QDM_RUN_DIR")};
+        int c;
+
+        /* '+': stop at the subcommand, whose options are its own. */
+        while ((c = getopt_long(argc, argv, "+vh", options, NULL)) >= 0) {
+                switch (c) {
+                case 'r':
+                        g.run_dir = optarg;
+                        break;
+                case 'v':
+                        g.verbose++;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return EXIT_OK;
+                case 'V':
+                        printf("qdm %s\n", QDM_VERSION);
+                        return EXIT_OK;
+                default:
+                        usage(stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind >= argc) {
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        const char *name = argv[optind];
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (strcmp(commands[i].name, name) == 0) {
+                        int sub_argc = argc - optind;
+                        char **sub_argv = argv + optind;
+                        optind = 0; /* reset getopt for the subcommand */
+                        return commands[i].fn(&g, sub_argc, sub_argv);
+                }
+        if (strcmp(name, "help") == 0) {
+                usage(stdout);
+                return EXIT_OK;
+        }
+        return cli_error(EXIT_USAGE, "unknown command '%s' (see 'qdm --help')", name);
 }
