@@ -128,8 +128,7 @@ typedef struct qdm_qmp qdm_qmp;
 
 /* Called once per command. m is NULL unless error is 0 or -EREMOTEIO. The callback may send
  * more commands and may unref the connection. */
-typedef void (*qdm_qmp_reply_fn)(qdm_qmp *qmp, int error, const qdm_qmp_message *m,
-                                 void *userdata);
+typedef void (*qdm_qmp_reply_fn)(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata);
 /* Called once when negotiation has completed (error 0) or failed (error < 0). */
 typedef void (*qdm_qmp_ready_fn)(qdm_qmp *qmp, int error, void *userdata);
 /* Called for each event, in order, including events that arrive before negotiation completes.
@@ -185,8 +184,8 @@ int qdm_qmp_send(qdm_qmp *qmp, const char *command, const char *args_json, const
  *          On success *ret_json is the "return" value as JSON text (caller frees). On a QMP
  *          error (-EREMOTEIO) *ret_error is "Class: description" (caller frees); may be NULL.
  * Returns: 0, or an error as for the reply callback. */
-int qdm_qmp_execute(qdm_qmp *qmp, const char *command, const char *args_json,
-                    uint64_t timeout_usec, char **ret_json, char **ret_error);
+int qdm_qmp_execute(qdm_qmp *qmp, const char *command, const char *args_json, uint64_t timeout_usec,
+                    char **ret_json, char **ret_error);
 
 /* Name:    qdm_qmp_wait_ready
  * Desc:    Blocking: run the context until negotiation completes or the timeout passes.
@@ -202,10 +201,10 @@ int qdm_qmp_has_capability(qdm_qmp *qmp, const char *name);
 typedef struct qdm_qmp_stats {
         uint64_t commands_sent;
         uint64_t replies_delivered;
-        uint64_t replies_late;      /* replies to commands that had already timed out */
-        uint64_t replies_stray;     /* replies with an id (or no id) this connection never sent */
+        uint64_t replies_late;  /* replies to commands that had already timed out */
+        uint64_t replies_stray; /* replies with an id (or no id) this connection never sent */
         uint64_t skipped_pre_greeting; /* lines before the greeting, stale replies included */
-        uint64_t rejected;          /* oversized, too deep, invalid UTF-8 or malformed lines */
+        uint64_t rejected;             /* oversized, too deep, invalid UTF-8 or malformed lines */
         uint64_t events;
 } qdm_qmp_stats;
 int qdm_qmp_get_stats(qdm_qmp *qmp, qdm_qmp_stats *ret_stats);

@@ -94,13 +94,17 @@ int cmd_qmp(const cli_globals *g, int argc, char **argv)
                         break;
                 case 't':
                         if (cli_parse_seconds(optarg, &timeout) < 0 || timeout == 0)
-                                return cli_error(EXIT_USAGE, "--timeout: '%s' is not a number "
-                                                             "of seconds > 0", optarg);
+                                return cli_error(EXIT_USAGE,
+                                                 "--timeout: '%s' is not a number "
+                                                 "of seconds > 0",
+                                                 optarg);
                         break;
                 case 'd':
                         if (cli_parse_seconds(optarg, &drain) < 0)
-                                return cli_error(EXIT_USAGE, "--drain-timeout: '%s' is not a "
-                                                             "number of seconds", optarg);
+                                return cli_error(EXIT_USAGE,
+                                                 "--drain-timeout: '%s' is not a "
+                                                 "number of seconds",
+                                                 optarg);
                         break;
                 case 'p':
                         pretty = true;

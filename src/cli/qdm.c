@@ -48,7 +48,7 @@ int cli_parse_seconds(const char *s, uint64_t *ret_usec)
 
 static void log_to_stderr(int level, const char *message, void *userdata)
 {
-        static const char *const names[] = {"emerg", "alert", "crit", "error",
+        static const char *const names[] = {"emerg",   "alert",  "crit", "error",
                                             "warning", "notice", "info", "debug"};
         fprintf(stderr, "qdm: %s: %s\n", names[level & 7], message);
 }
@@ -58,31 +58,30 @@ int cli_ctx_new(const cli_globals *g, qdm_ctx **ret)
         int r = qdm_ctx_new(ret);
         if (r < 0)
                 return r;
-        qdm_ctx_set_log(*ret, g->verbose >= 2 ? 7 : g->verbose == 1 ? 6 : 4, log_to_stderr,
-                        NULL);
+        qdm_ctx_set_log(*ret, g->verbose >= 2 ? 7 : g->verbose == 1 ? 6 : 4, log_to_stderr, NULL);
         return 0;
 }
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "Usage: qdm [--run-dir DIR] [-v] COMMAND [ARGS...]\n"
-                "\n"
-                "Start and run QEMU device models restricted, paused, and known ready.\n"
-                "\n"
-                "Commands:\n");
+        fprintf(f, "Usage: qdm [--run-dir DIR] [-v] COMMAND [ARGS...]\n"
+                   "\n"
+                   "Start and run QEMU device models restricted, paused, and known ready.\n"
+                   "\n"
+                   "Commands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-        fprintf(f, "\n"
-                   "Options:\n"
-                   "  --run-dir DIR  where device models keep their state (also $QDM_RUN_DIR;\n"
-                   "                 default /run/qdm for root, $XDG_RUNTIME_DIR/qdm otherwise)\n"
-                   "  -v, --verbose  show library diagnostics on stderr (twice: debug)\n"
-                   "  -h, --help     show this help\n"
-                   "  --version      show the version\n"
-                   "\n"
-                   "Run 'qdm COMMAND --help' for a command's options.\n"
-                   "Exit status: 0 success, 1 the operation failed, 2 bad usage or configuration.\n");
+        fprintf(f,
+                "\n"
+                "Options:\n"
+                "  --run-dir DIR  where device models keep their state (also $QDM_RUN_DIR;\n"
+                "                 default /run/qdm for root, $XDG_RUNTIME_DIR/qdm otherwise)\n"
+                "  -v, --verbose  show library diagnostics on stderr (twice: debug)\n"
+                "  -h, --help     show this help\n"
+                "  --version      show the version\n"
+                "\n"
+                "Run 'qdm COMMAND --help' for a command's options.\n"
+                "Exit status: 0 success, 1 the operation failed, 2 bad usage or configuration.\n");
 }
 
 int main(int argc, char **argv)

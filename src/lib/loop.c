@@ -347,8 +347,7 @@ static int timer_fd_sync(qdm_ctx *ctx)
         return 0;
 }
 
-int loop_add_time(qdm_ctx *ctx, uint64_t usec, loop_time_fn fn, void *userdata,
-                  loop_source **ret)
+int loop_add_time(qdm_ctx *ctx, uint64_t usec, loop_time_fn fn, void *userdata, loop_source **ret)
 {
         assert(ctx && fn && ret);
         loop_source *s = source_new(ctx, SOURCE_TIME, userdata);
@@ -511,8 +510,8 @@ static int dispatch_timers(qdm_ctx *ctx)
                 s->time.usec = USEC_INFINITY;
                 int r = s->time.fn(s, now, s->userdata);
                 if (r < 0)
-                        ctx_log(ctx, LOG_DEBUG_LEVEL, "timer %s: %s",
-                                s->description ?: "(unnamed)", strerror(-r));
+                        ctx_log(ctx, LOG_DEBUG_LEVEL, "timer %s: %s", s->description ?: "(unnamed)",
+                                strerror(-r));
                 n++;
         }
         int r = timer_fd_sync(ctx);
@@ -620,8 +619,8 @@ QDM_EXPORT int qdm_ctx_flush(qdm_ctx *ctx, uint64_t timeout_usec)
                 uint64_t now = now_usec();
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                int r = qdm_ctx_run(ctx, deadline == USEC_INFINITY ? USEC_INFINITY
-                                                                    : deadline - now);
+                int r = qdm_ctx_run(ctx,
+                                    deadline == USEC_INFINITY ? USEC_INFINITY : deadline - now);
                 if (r < 0)
                         return r;
         }

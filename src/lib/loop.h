@@ -30,8 +30,7 @@ int loop_io_set_events(loop_source *s, uint32_t events);
 
 /* usec is absolute CLOCK_MONOTONIC; USEC_INFINITY keeps the timer disarmed. One-shot: after
  * firing it stays disarmed until loop_time_set() is called again. */
-int loop_add_time(qdm_ctx *ctx, uint64_t usec, loop_time_fn fn, void *userdata,
-                  loop_source **ret);
+int loop_add_time(qdm_ctx *ctx, uint64_t usec, loop_time_fn fn, void *userdata, loop_source **ret);
 int loop_time_set(loop_source *s, uint64_t usec);
 
 /* Runs fn once on the next dispatch round (never from inside this call). The source stays

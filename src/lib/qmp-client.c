@@ -60,7 +60,7 @@ typedef struct qmp_cmd {
         int fds[MAX_FDS_PER_CMD];
         size_t n_fds;
 
-        struct qmp_cmd *next_out; /* out queue, in send order */
+        struct qmp_cmd *next_out;  /* out queue, in send order */
         struct qmp_cmd *next_wait; /* queued before READY */
 } qmp_cmd;
 
@@ -317,8 +317,7 @@ QDM_EXPORT qdm_qmp *qdm_qmp_unref(qdm_qmp *qmp)
                      qmp->pending_error == 0;
         if (drain && ctx_floating_add(qmp->ctx, qmp, qmp_floating_close) >= 0) {
                 ctx_log(qmp->ctx, LOG_DEBUG_LEVEL,
-                        "qmp: draining %zu outstanding replies before closing",
-                        qmp->n_outstanding);
+                        "qmp: draining %zu outstanding replies before closing", qmp->n_outstanding);
                 qmp->floating = true;
                 /* The context owns us now; a reference on it would keep it alive forever. */
                 qdm_ctx_unref(qmp->ctx);
@@ -614,8 +613,8 @@ static int qmp_enqueue(qdm_qmp *q, const char *command, json_object *args, const
                 c->n_fds++;
         }
         if (timeout_usec != USEC_INFINITY) {
-                int r = loop_add_time(q->ctx, usec_add(now_usec(), timeout_usec), cmd_timeout_cb,
-                                      c, &c->timer);
+                int r = loop_add_time(q->ctx, usec_add(now_usec(), timeout_usec), cmd_timeout_cb, c,
+                                      &c->timer);
                 if (r < 0)
                         return r;
                 loop_source_set_description(c->timer, "qmp command timeout");
@@ -754,8 +753,8 @@ static int on_greeting(qdm_qmp *q, const qmp_msg *m)
         if (!q->capabilities)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                const char *s = json_object_get_string(
-                        json_object_array_get_idx(m->capabilities, i));
+                const char *s =
+                        json_object_get_string(json_object_array_get_idx(m->capabilities, i));
                 q->capabilities[i] = strdup(s ? s : "");
                 if (!q->capabilities[i])
                         return -ENOMEM;
@@ -765,8 +764,8 @@ static int on_greeting(qdm_qmp *q, const qmp_msg *m)
         q->state = QMP_NEGOTIATING;
         /* Negotiation is bounded by whoever waits for readiness (the device model's start
          * deadline, qdm_qmp_wait_ready()), not by a timer of its own. */
-        return qmp_enqueue(q, "qmp_capabilities", NULL, NULL, 0, USEC_INFINITY, caps_reply_cb,
-                           NULL, true, NULL);
+        return qmp_enqueue(q, "qmp_capabilities", NULL, NULL, 0, USEC_INFINITY, caps_reply_cb, NULL,
+                           true, NULL);
 }
 
 /* Our ids are "<prefix><decimal serial>"; anything else is not ours. */
@@ -793,7 +792,8 @@ static void on_reply(qdm_qmp *q, const qmp_msg *m)
         qmp_cmd *c = lookup_reply(q, m->id);
         if (!c) {
                 q->stats.replies_stray++;
-                ctx_log(q->ctx, LOG_INFO_LEVEL, "qmp: dropping a reply with an id we never sent: %s",
+                ctx_log(q->ctx, LOG_INFO_LEVEL,
+                        "qmp: dropping a reply with an id we never sent: %s",
                         m->id ? json_object_to_json_string_ext(m->id, JSON_C_TO_STRING_PLAIN)
                               : "(none)");
                 return;
@@ -915,8 +915,8 @@ static int qmp_attach(qdm_qmp *q, int fd, qmp_state state)
         if (!q->wire)
                 return -ENOMEM;
         q->fd = fd;
-        int r = loop_add_io(q->ctx, fd, state == QMP_CONNECTING ? EPOLLOUT : EPOLLIN, qmp_io_cb,
-                            q, &q->io);
+        int r = loop_add_io(q->ctx, fd, state == QMP_CONNECTING ? EPOLLOUT : EPOLLIN, qmp_io_cb, q,
+                            &q->io);
         if (r < 0) {
                 q->fd = -1;
                 q->wire = qmp_wire_free(q->wire);
@@ -951,15 +951,14 @@ static int try_connect(qdm_qmp *q)
         memcpy(sa.sun_path, q->path, strlen(q->path));
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 if (errno == EAGAIN) {
-                        q->connect_retry = q->connect_retry ? q->connect_retry * 2
-                                                            : CONNECT_RETRY_MIN;
+                        q->connect_retry =
+                                q->connect_retry ? q->connect_retry * 2 : CONNECT_RETRY_MIN;
                         if (q->connect_retry > CONNECT_RETRY_MAX)
                                 q->connect_retry = CONNECT_RETRY_MAX;
                         uint64_t when = usec_add(now_usec(), q->connect_retry);
                         if (q->connect_timer)
                                 return loop_time_set(q->connect_timer, when);
-                        return loop_add_time(q->ctx, when, connect_retry_cb, q,
-                                             &q->connect_timer);
+                        return loop_add_time(q->ctx, when, connect_retry_cb, q, &q->connect_timer);
                 }
                 if (errno != EINPROGRESS)
                         return negative_errno();
@@ -1043,8 +1042,8 @@ static void exec_reply_cb(qdm_qmp *q, int error, const qdm_qmp_message *m, void 
         res->error = error;
         if (error == 0)
                 res->json = strdup(qdm_qmp_message_get_json(m));
-        else if (error == -EREMOTEIO && asprintf(&res->error_text, "%s: %s", m->msg->error_class,
-                                                m->msg->error_desc) < 0)
+        else if (error == -EREMOTEIO &&
+                 asprintf(&res->error_text, "%s: %s", m->msg->error_class, m->msg->error_desc) < 0)
                 res->error_text = NULL;
 }
 
@@ -1094,8 +1093,8 @@ QDM_EXPORT int qdm_qmp_wait_ready(qdm_qmp *qmp, uint64_t timeout_usec)
                         r = -ETIMEDOUT;
                         break;
                 }
-                r = qdm_ctx_run(qmp->ctx, deadline == USEC_INFINITY ? USEC_INFINITY
-                                                                    : deadline - now);
+                r = qdm_ctx_run(qmp->ctx,
+                                deadline == USEC_INFINITY ? USEC_INFINITY : deadline - now);
                 if (r < 0)
                         break;
                 r = 0;

@@ -22,15 +22,15 @@
 #define NSEC_PER_USEC UINT64_C(1000)
 #define USEC_INFINITY UINT64_MAX
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define _unused_      __attribute__((unused))
+#define ELEMENTSOF(x)  (sizeof(x) / sizeof((x)[0]))
+#define _unused_       __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 /* Public entry points check their arguments this way (STYLE.md rule 3). */
-#define assert_return(expr, r)                                                                     \
-        do {                                                                                       \
-                if (!(expr))                                                                       \
-                        return (r);                                                                \
+#define assert_return(expr, r)      \
+        do {                        \
+                if (!(expr))        \
+                        return (r); \
         } while (0)
 
 static inline void freep(void *p)
@@ -59,17 +59,17 @@ static inline void fclosep(FILE **f)
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
 /* Hand a resource out of a cleanup-guarded variable. */
-#define TAKE_PTR(p)                                                                                \
-        ({                                                                                         \
-                __typeof__(p) _tp = (p);                                                           \
-                (p) = NULL;                                                                        \
-                _tp;                                                                               \
+#define TAKE_PTR(p)                      \
+        ({                               \
+                __typeof__(p) _tp = (p); \
+                (p) = NULL;              \
+                _tp;                     \
         })
-#define TAKE_FD(fd)                                                                                \
-        ({                                                                                         \
-                int _tf = (fd);                                                                    \
-                (fd) = -1;                                                                         \
-                _tf;                                                                               \
+#define TAKE_FD(fd)             \
+        ({                      \
+                int _tf = (fd); \
+                (fd) = -1;      \
+                _tf;            \
         })
 
 static inline int safe_close(int fd)

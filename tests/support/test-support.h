@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the tests share: finding QEMU and the fake QMP server, starting them on a listening
+ * socket the test owns (as qdm does, R5), and the leak checks every test ends with.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Number of open fds of this process. */
+int test_count_fds(void);
+
+/* Make a fresh private directory under $TMPDIR (or /tmp); remove it recursively. */
+char *test_mkdtemp(const char *tag);
+void test_rm_rf(const char *path);
+
+/* Path of qemu-system-x86_64 ($QDM_TEST_QEMU overrides), or NULL when not installed. */
+const char *test_qemu_binary(void);
+/* Is /dev/kvm usable by this process? */
+bool test_kvm_usable(void);
+/* Path of a binary built in this tree, e.g. "tests/fake/fake-qmp". Caller frees. */
+char *test_build_path(const char *relative);
+
+/* A process started by a test: its pid, a pidfd and the socket path it serves. */
+typedef struct test_proc {
+        pid_t pid;
+        int pidfd;
+        char *dir;         /* private directory holding the socket; removed by test_proc_stop */
+        char *socket_path; /* the listening socket the test created and handed over */
+} test_proc;
+
+/* Bind and listen on dir/name.sock (backlog 1 like QEMU's own) and start argv with the
+ * listening socket as fd 3; "@FD@" in argv is replaced by "3". stderr goes to /dev/null
+ * unless QDM_TEST_VERBOSE is set. Returns 0 or a negative errno. */
+int test_proc_start(char *const *argv, const char *tag, test_proc *ret);
+/* Real QEMU: -S -nodefaults -nographic -machine none (plus extra args), monitor on fd 3. */
+int test_qemu_start(const char *const *extra_args, test_proc *ret);
+/* The fake QMP server in the given mode, with extra args. */
+int test_fake_start(const char *mode, const char *const *extra_args, test_proc *ret);
+/* SIGKILL (if still alive), reap, remove the directory. Returns how it ended (wait status). */
+int test_proc_stop(test_proc *p);
+/* Wait up to timeout_ms for the process to exit by itself; returns 0 or -ETIMEDOUT. */
+int test_proc_wait(test_proc *p, int timeout_ms);
+
+/* A blocking raw QMP client for tests that must behave "naively" (e.g. hang up early). */
+int test_raw_connect(const char *path);
+/* Read one line (without the newline) into buf; returns its length, 0 on EOF, -ETIMEDOUT. */
+ssize_t test_raw_readline(int fd, char *buf, size_t size, int timeout_ms);
+int test_raw_send(int fd, const char *text);
