@@ -29,6 +29,7 @@ typedef struct qdm_disk {
         char *path;   /* absolute, no comma, no control characters */
         char *format; /* "raw" or "qcow2" */
         bool readonly;
+        bool block_device; /* derived by config.c (stat): QEMU needs host_device, not file */
 } qdm_disk;
 
 typedef struct qdm_rlimits {
@@ -68,4 +69,5 @@ typedef struct qdm_model {
         size_t n_extra_args;
 } qdm_model;
 
+/* Frees the model and every string it owns; NULL is a no-op. */
 void qdm_model_free(qdm_model *m);
