@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +26,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "test-support.h"
 #include "util.h"
 
 #ifndef QDM_TEST_CONFIGS_DIR
@@ -61,16 +61,12 @@ static void make_dir(const char *name)
 
 static int setup(void **state)
 {
-        const char *tmp = getenv("TMPDIR");
         const char *path = getenv("PATH");
-        _cleanup_free_ char *tmpl = NULL;
 
-        /* The directory appears inside JSON strings and QEMU option values. */
-        assert_true(asprintf(&tmpl, "%s/qdm-test-config.XXXXXX", tmp ? tmp : "/tmp") > 0);
-        assert_null(strpbrk(tmpl, ",\"\\"));
-        assert_non_null(mkdtemp(tmpl));
-        test_dir = strdup(tmpl);
+        test_dir = test_mkdtemp("config");
         assert_non_null(test_dir);
+        /* The directory appears inside JSON strings and QEMU option values. */
+        assert_null(strpbrk(test_dir, ",\"\\"));
         make_dir("bin");
         make_dir("empty-bin");
         make_dir("dir");
@@ -89,11 +85,6 @@ static int setup(void **state)
         return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        return remove(path) < 0 ? -1 : 0;
-}
-
 static int teardown(void **state)
 {
         if (saved_path)
@@ -102,7 +93,7 @@ static int teardown(void **state)
                 unsetenv("PATH");
         free(saved_path);
         free(bin_path);
-        assert_int_equal(nftw(test_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
+        test_rm_rf(test_dir);
         free(test_dir);
         return 0;
 }
