@@ -227,8 +227,144 @@ typedef struct qdm_config qdm_config;
 int qdm_config_new_from_json(const char *text, size_t len, qdm_config **ret_config,
                              char **ret_error);
 int qdm_config_new_from_file(const char *path, qdm_config **ret_config, char **ret_error);
+/* A configuration is immutable once parsed; device models keep a reference of their own, so
+ * the caller may free its copy at any time. Freeing drops one reference. */
+qdm_config *qdm_config_ref(qdm_config *config);
 qdm_config *qdm_config_free(qdm_config *config);
 const char *qdm_config_get_name(const qdm_config *config);
+
+/* ------------------------------------------------------------------------------------------
+ * Device models: one QEMU, started restricted and paused (-S), known ready over QMP alone
+ * (R1: greeting, qmp_capabilities, then query-status answers "prelaunch", or "paused" /
+ * "inmigrate" for a restore), then resumed, paused, shut down or destroyed.
+ *
+ * Lifecycle (qdm_dm_get_state()):
+ *
+ *   NEW -> SPAWNING -> GREETING -> NEGOTIATING -> QUERYING -> READY (paused, never run)
+ *   READY|PAUSED --resume--> RUNNING --pause--> PAUSED
+ *   READY|RUNNING|PAUSED --shutdown--> STOPPING -> EXITED
+ *   READY|RUNNING|PAUSED|STOPPING --QEMU exits / destroy--> EXITED
+ *   SPAWNING..QUERYING --QEMU dies / deadline / destroy / error--> FAILED
+ *
+ * Everything a device model creates lives in RUN_DIR/NAME (mode 0700): the control socket
+ * (qmp.sock), the empty chroot (root, mode 0000). A failed start, qdm_dm_destroy() and the
+ * last unref of a live device model remove all of it and leave no process of its uid alive.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct qdm_dm qdm_dm;
+
+typedef enum qdm_dm_state {
+        QDM_DM_NEW,
+        QDM_DM_SPAWNING,
+        QDM_DM_GREETING,
+        QDM_DM_NEGOTIATING,
+        QDM_DM_QUERYING,
+        QDM_DM_READY,
+        QDM_DM_RUNNING,
+        QDM_DM_PAUSED,
+        QDM_DM_STOPPING,
+        QDM_DM_EXITED,
+        QDM_DM_FAILED,
+} qdm_dm_state;
+
+/* "new", "spawning", ..., "failed". */
+const char *qdm_dm_state_to_string(qdm_dm_state state);
+
+/* Completion of start/resume/pause/shutdown: called exactly once, error 0 or negative errno
+ * (detail in qdm_dm_get_error()). The callback may call any qdm_dm function, unref included. */
+typedef void (*qdm_dm_done_fn)(qdm_dm *dm, int error, void *userdata);
+/* Every state change, including QEMU exiting on its own. May be called many times. */
+typedef void (*qdm_dm_state_fn)(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state,
+                                void *userdata);
+/* Events from QEMU's event-only monitor (a second monitor on a socketpair). */
+typedef void (*qdm_dm_event_fn)(qdm_dm *dm, const qdm_qmp_message *event, void *userdata);
+
+/* Name:    qdm_dm_new
+ * Desc:    A device model for `config` (referenced: the caller may free its own) whose
+ *          runtime state goes under run_dir (created 0700 if missing; it must be owned by this
+ *          user and not writable by others).
+ * Returns: 0, -EINVAL, -ENOMEM. */
+int qdm_dm_new(qdm_ctx *ctx, qdm_config *config, const char *run_dir, qdm_dm **ret_dm);
+qdm_dm *qdm_dm_ref(qdm_dm *dm);
+/* The last unref of a device model whose QEMU is alive destroys it (see qdm_dm_destroy()).
+ * No callback is called after it. */
+qdm_dm *qdm_dm_unref(qdm_dm *dm);
+
+void qdm_dm_set_state_callback(qdm_dm *dm, qdm_dm_state_fn fn, void *userdata);
+void qdm_dm_set_event_callback(qdm_dm *dm, qdm_dm_event_fn fn, void *userdata);
+
+/* Name:    qdm_dm_set_start_timeout
+ * Desc:    Override the configuration's start_timeout_ms. Before qdm_dm_start().
+ * Returns: 0, -EINVAL, -EBUSY. */
+int qdm_dm_set_start_timeout(qdm_dm *dm, uint64_t usec);
+
+/* Name:    qdm_dm_set_stderr_log
+ * Desc:    Also append QEMU's stderr to `path` (created 0600), stopping at max_bytes with a
+ *          final "[qdm: log truncated]" line. Before qdm_dm_start().
+ * Returns: 0, -EINVAL, -EBUSY, -ENOMEM. */
+int qdm_dm_set_stderr_log(qdm_dm *dm, const char *path, uint64_t max_bytes);
+
+/* Name:    qdm_dm_start
+ * Desc:    Check privileges, allocate a uid (restricted modes), probe the QEMU binary (cached),
+ *          create the runtime directory, bind the control socket and hand QEMU the listening
+ *          fd (R5), spawn QEMU with -S, and wait over QMP for R1 readiness. fn gets 0 at READY.
+ *          On failure fn gets the error and everything created is gone: -EEXIST (name in use
+ *          in run_dir), -EPERM (restriction needs root), -ENOENT (binary), -ESRCH (QEMU died:
+ *          the detail has how, and the tail of its stderr), -ETIMEDOUT (deadline: QEMU was
+ *          killed), -EPROTO (QEMU answered something other than a paused state), -ECANCELED
+ *          (destroyed meanwhile), -EUSERS (no free uid in the range).
+ * Returns: 0 if started (fn will be called), or -EINVAL/-EBUSY (not NEW) without calling fn. */
+int qdm_dm_start(qdm_dm *dm, qdm_dm_done_fn fn, void *userdata);
+
+/* Name:    qdm_dm_resume / qdm_dm_pause
+ * Desc:    "cont" (READY or PAUSED -> RUNNING) / "stop" (RUNNING -> PAUSED) on the control
+ *          connection. fn gets 0, -EREMOTEIO (QEMU refused; detail has its words), -ESRCH.
+ * Returns: 0, -EBUSY (another operation is in progress or the state does not allow it),
+ *          -ENOTCONN (the control connection was released). */
+int qdm_dm_resume(qdm_dm *dm, qdm_dm_done_fn fn, void *userdata);
+int qdm_dm_pause(qdm_dm *dm, qdm_dm_done_fn fn, void *userdata);
+
+/* Name:    qdm_dm_shutdown
+ * Desc:    Ask the guest to power off (system_powerdown); once QEMU reports SHUTDOWN, quit it.
+ *          If QEMU has not exited after grace_usec it is killed. fn gets 0 for a clean
+ *          shutdown, -ETIMEDOUT when it had to be killed. The state ends at EXITED.
+ * Returns: 0, -EBUSY, -ENOTCONN. */
+int qdm_dm_shutdown(qdm_dm *dm, uint64_t grace_usec, qdm_dm_done_fn fn, void *userdata);
+
+/* Name:    qdm_dm_destroy
+ * Desc:    Now: kill QEMU (SIGKILL), reap it, kill every process left with its uid, close every
+ *          connection, and remove the runtime directory. A pending start or operation gets
+ *          -ECANCELED (from the loop, not from this call).
+ * Returns: 0 (also when nothing was running). */
+int qdm_dm_destroy(qdm_dm *dm);
+
+/* Name:    qdm_dm_release_control
+ * Desc:    Close the control connection (drained, R3) so that other clients can use the
+ *          control socket; resume/pause/shutdown then return -ENOTCONN. For supervisors that
+ *          hand the monitor to other processes.
+ * Returns: 0, -EBUSY (an operation is in progress). */
+int qdm_dm_release_control(qdm_dm *dm);
+
+qdm_dm_state qdm_dm_get_state(qdm_dm *dm);
+const char *qdm_dm_get_name(qdm_dm *dm);
+/* Human detail of the last failure (QEMU's words included), or NULL. */
+const char *qdm_dm_get_error(qdm_dm *dm);
+/* QEMU's pid (0 before spawning), its pidfd (-1; owned by the device model). */
+pid_t qdm_dm_get_pid(qdm_dm *dm);
+int qdm_dm_get_pidfd(qdm_dm *dm);
+/* The uid/gid QEMU runs as (its own in restricted modes; the caller's otherwise). */
+uid_t qdm_dm_get_uid(qdm_dm *dm);
+gid_t qdm_dm_get_gid(qdm_dm *dm);
+/* RUN_DIR/NAME, and the control socket inside it. */
+const char *qdm_dm_get_dir(qdm_dm *dm);
+const char *qdm_dm_get_socket_path(qdm_dm *dm);
+/* The control connection for the caller's own commands (borrowed; NULL once released). */
+qdm_qmp *qdm_dm_get_qmp(qdm_dm *dm);
+/* How QEMU ended, once EXITED/FAILED after it ran: exit code (>= 0) or -signal. */
+int qdm_dm_get_exit(qdm_dm *dm, int *ret_status);
+/* The uid lock fd of a restricted device model, or -1 (supervisors keep it across exec). */
+int qdm_dm_get_uid_lock_fd(qdm_dm *dm);
+/* The milliseconds the start took, from qdm_dm_start() to READY. */
+uint64_t qdm_dm_get_start_usec(qdm_dm *dm);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,7 @@ set -u
 tmp="${TMPDIR:-/tmp}"
 left=0
 procs=$(ps -eo pid=,uid=,args= | awk -v self=$$ '
-        $1 != self && ($3 ~ /fake-qmp/ || $0 ~ /qdm-test-/ || $0 ~ /__supervise/ ||
+        $1 != self && $3 != "awk" && $3 != "ps" && ($3 ~ /fake-qmp/ || $0 ~ /qdm-test-/ || $0 ~ /__supervise/ ||
                        ($2 >= 64000 && $2 <= 64999)) { print }')
 if [ -n "$procs" ]; then
         echo "left behind: processes:"; echo "$procs"; left=1

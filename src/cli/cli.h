@@ -34,7 +34,17 @@ static inline void qdm_qmp_unrefp(qdm_qmp **p)
 }
 
 /* Subcommands, one file each. */
+int cmd_create(const cli_globals *g, int argc, char **argv);
+int cmd_status(const cli_globals *g, int argc, char **argv);
+int cmd_list(const cli_globals *g, int argc, char **argv);
+int cmd_resume(const cli_globals *g, int argc, char **argv);
+int cmd_pause(const cli_globals *g, int argc, char **argv);
+int cmd_shutdown(const cli_globals *g, int argc, char **argv);
+int cmd_destroy(const cli_globals *g, int argc, char **argv);
 int cmd_qmp(const cli_globals *g, int argc, char **argv);
+int cmd_events(const cli_globals *g, int argc, char **argv);
+int cmd_logs(const cli_globals *g, int argc, char **argv);
+int cmd_supervise(const cli_globals *g, int argc, char **argv);
 
 /* Print "qdm: <message>" to stderr and return code (for `return cli_error(...)`). */
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "control.h"
 #include "util.h"
 
 #define DEFAULT_TIMEOUT_USEC (30 * USEC_PER_SEC)
@@ -21,11 +22,14 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: qdm qmp --socket PATH [OPTIONS] COMMAND [ARGS_JSON]\n"
+        fprintf(f, "Usage: qdm qmp [OPTIONS] NAME COMMAND [ARGS_JSON]\n"
+                   "       qdm qmp --socket PATH [OPTIONS] COMMAND [ARGS_JSON]\n"
                    "\n"
-                   "Run one QMP command and print its \"return\" value as JSON.\n"
+                   "Run one QMP command and print its \"return\" value as JSON. With NAME, on\n"
+                   "that device model's control monitor, after taking its lock: concurrent\n"
+                   "callers are served one after another, never refused.\n"
                    "\n"
-                   "  --socket PATH          any QMP UNIX socket\n"
+                   "  --socket PATH          any QMP UNIX socket instead of a device model\n"
                    "  --timeout SECONDS      for connecting and the command (default 30)\n"
                    "  --drain-timeout SECONDS  after a timeout, how long to wait for the late\n"
                    "                         reply before hanging up anyway (default 30)\n"
@@ -118,76 +122,89 @@ int cmd_qmp(const cli_globals *g, int argc, char **argv)
                 }
         }
         int left = argc - optind;
-        if (!socket_path)
-                return cli_error(EXIT_USAGE, "qmp: --socket PATH is required (see 'qdm qmp "
-                                             "--help')");
-        if (left < 1 || left > 2)
-                return cli_error(EXIT_USAGE, "qmp: expected COMMAND [ARGS_JSON] (see 'qdm qmp "
-                                             "--help')");
-        const char *command = argv[optind];
-        const char *args = left == 2 ? argv[optind + 1] : NULL;
+        int want = socket_path ? 1 : 2;
+        if (left < want || left > want + 1)
+                return cli_error(EXIT_USAGE,
+                                 "qmp: expected %sCOMMAND [ARGS_JSON] (see 'qdm qmp "
+                                 "--help')",
+                                 socket_path ? "" : "NAME ");
+        const char *command = argv[optind + want - 1];
+        const char *args = left == want + 1 ? argv[optind + want] : NULL;
 
-        _cleanup_(qdm_ctx_unrefp) qdm_ctx *ctx = NULL;
-        int r = cli_ctx_new(g, &ctx);
-        if (r < 0)
-                return cli_error(EXIT_FAILED, "cannot create a context: %s", strerror(-r));
-        _cleanup_(qdm_qmp_unrefp) qdm_qmp *qmp = NULL;
-        r = qdm_qmp_new(ctx, &qmp);
-        if (r < 0)
-                return cli_error(EXIT_FAILED, "%s", strerror(-r));
+        /* Check what we can before anything reaches QEMU. */
+        if (args) {
+                json_object *o = json_tokener_parse(args);
+                bool ok = o && json_object_is_type(o, json_type_object);
+                json_object_put(o);
+                if (!ok)
+                        return cli_error(EXIT_USAGE, "qmp: ARGS_JSON is not a JSON object: %s",
+                                         args);
+        }
 
-        r = qdm_qmp_connect(qmp, socket_path);
-        if (r == -EINVAL)
-                return cli_error(EXIT_USAGE, "qmp: --socket: path too long: %s", socket_path);
-        if (r < 0)
-                return cli_error(EXIT_FAILED, "cannot connect to %s: %s", socket_path,
-                                 strerror(-r));
+        control ctl = {.lock_fd = -1};
+        const char *label = socket_path;
+        ctl.name = socket_path;
+        int r;
+        if (socket_path) {
+                r = cli_ctx_new(g, &ctl.ctx);
+                if (r >= 0)
+                        r = qdm_qmp_new(ctl.ctx, &ctl.qmp);
+                if (r < 0)
+                        return cli_error(EXIT_FAILED, "%s", strerror(-r));
+                r = qdm_qmp_connect(ctl.qmp, socket_path);
+                if (r == -EINVAL) {
+                        control_close(&ctl, 0);
+                        return cli_error(EXIT_USAGE, "qmp: --socket: path too long: %s",
+                                         socket_path);
+                }
+        } else {
+                label = argv[optind];
+                r = control_lookup(g, label, &ctl);
+                if (r == 0)
+                        r = control_connect(&ctl, usec_add(timeout, LOCK_TIMEOUT_USEC));
+                if (r != 0) {
+                        control_close(&ctl, drain);
+                        return r;
+                }
+        }
 
         /* The timeout covers connecting, the greeting and negotiation as well. */
         reply res = {0};
-        r = qdm_qmp_send(qmp, command, args, NULL, 0, timeout, reply_cb, &res, NULL);
-        if (r == -EINVAL)
-                return cli_error(EXIT_USAGE,
-                                 args ? "qmp: invalid command name '%s' or ARGS_JSON is not a "
-                                        "JSON object: %s"
-                                      : "qmp: invalid command name '%s'%s",
-                                 command, args ? args : "");
-        if (r < 0)
-                return cli_error(EXIT_FAILED, "cannot send %s: %s", command, strerror(-r));
-
-        while (!res.done) {
-                r = qdm_ctx_run(ctx, USEC_INFINITY);
-                if (r < 0)
-                        return cli_error(EXIT_FAILED, "event loop failed: %s", strerror(-r));
+        r = qdm_qmp_send(ctl.qmp, command, args, NULL, 0, timeout, reply_cb, &res, NULL);
+        if (r == -EINVAL) {
+                control_close(&ctl, drain);
+                return cli_error(EXIT_USAGE, "qmp: invalid command name '%s'", command);
         }
+        while (r >= 0 && !res.done)
+                r = qdm_ctx_run(ctl.ctx, USEC_INFINITY);
 
         int ret = EXIT_FAILED;
-        switch (res.error) {
-        case 0:
-                if (print_json(res.json, pretty) >= 0)
-                        ret = EXIT_OK;
-                break;
-        case -EREMOTEIO:
-                cli_error(EXIT_FAILED, "%s: %s", res.error_class, res.error_desc);
-                break;
-        case -ETIMEDOUT:
-                cli_error(EXIT_FAILED, "%s: no reply within %.3g s%s", command,
-                          (double)timeout / 1e6,
-                          qdm_qmp_get_outstanding(qmp) > 0
-                                  ? "; reading its late reply before hanging up"
-                                  : "");
-                break;
-        default:
-                cli_error(EXIT_FAILED, "%s: %s", socket_path, strerror(-res.error));
-        }
+        if (r < 0)
+                cli_error(EXIT_FAILED, "%s: %s", label, strerror(-r));
+        else
+                switch (res.error) {
+                case 0:
+                        if (print_json(res.json, pretty) >= 0)
+                                ret = EXIT_OK;
+                        break;
+                case -EREMOTEIO:
+                        cli_error(EXIT_FAILED, "%s: %s", res.error_class, res.error_desc);
+                        break;
+                case -ETIMEDOUT:
+                        cli_error(EXIT_FAILED, "%s: no reply within %.3g s%s", command,
+                                  (double)timeout / 1e6,
+                                  qdm_qmp_get_outstanding(ctl.qmp) > 0
+                                          ? "; reading its late reply before hanging up"
+                                          : "");
+                        break;
+                default:
+                        cli_error(EXIT_FAILED, "%s: %s", label, strerror(-res.error));
+                }
         free(res.json);
         free(res.error_class);
         free(res.error_desc);
 
-        /* R3: let go of the connection and wait for anything still outstanding. */
-        qmp = qdm_qmp_unref(qmp);
-        if (qdm_ctx_flush(ctx, drain) < 0)
-                cli_error(EXIT_FAILED, "gave up waiting for the late reply after %.3g s",
-                          (double)drain / 1e6);
+        /* R3: let go of the connection only once nothing is outstanding. */
+        control_close(&ctl, drain);
         return ret;
 }

@@ -14,12 +14,24 @@
 #include "cli.h"
 #include "qdm-config.h"
 
+static int cmd_version(const cli_globals *g, int argc, char **argv);
+
 static const struct {
         const char *name;
         cli_command_fn fn;
         const char *summary;
 } commands[] = {
-        {"qmp", cmd_qmp, "run one QMP command on a device model's or any QMP socket"},
+        {"create", cmd_create, "start a device model: restricted, paused, known ready"},
+        {"status", cmd_status, "show a device model's state, pids, uid and restriction"},
+        {"list", cmd_list, "list the device models"},
+        {"resume", cmd_resume, "let a paused device model run (QMP cont)"},
+        {"pause", cmd_pause, "pause a running device model (QMP stop)"},
+        {"shutdown", cmd_shutdown, "power the guest off, then end QEMU"},
+        {"destroy", cmd_destroy, "kill a device model and remove everything it had"},
+        {"qmp", cmd_qmp, "run one QMP command on a device model or any QMP socket"},
+        {"events", cmd_events, "print a device model's QMP events"},
+        {"logs", cmd_logs, "print what QEMU wrote to stderr"},
+        {"version", cmd_version, "print qdm's version"},
 };
 
 int cli_error(int code, const char *fmt, ...)
@@ -60,6 +72,19 @@ int cli_ctx_new(const cli_globals *g, qdm_ctx **ret)
                 return r;
         qdm_ctx_set_log(*ret, g->verbose >= 2 ? 7 : g->verbose == 1 ? 6 : 4, log_to_stderr, NULL);
         return 0;
+}
+
+static int cmd_version(const cli_globals *g, int argc, char **argv)
+{
+        (void)g;
+        if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+                printf("Usage: qdm version\n\nPrint qdm's version.\n");
+                return EXIT_OK;
+        }
+        if (argc > 1)
+                return cli_error(EXIT_USAGE, "version: takes no arguments");
+        printf("qdm %s\n", QDM_VERSION);
+        return EXIT_OK;
 }
 
 static void usage(FILE *f)
@@ -121,6 +146,7 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
         }
         const char *name = argv[optind];
+        int optind_saved = optind;
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 if (strcmp(commands[i].name, name) == 0) {
                         int sub_argc = argc - optind;
@@ -128,6 +154,11 @@ int main(int argc, char **argv)
                         optind = 0; /* reset getopt for the subcommand */
                         return commands[i].fn(&g, sub_argc, sub_argv);
                 }
+        /* The supervisor: an internal mode of this binary, started by `qdm create`. */
+        if (strcmp(name, "__supervise") == 0) {
+                optind = 0;
+                return cmd_supervise(&g, argc - optind_saved, argv + optind_saved);
+        }
         if (strcmp(name, "help") == 0) {
                 usage(stdout);
                 return EXIT_OK;

@@ -28,6 +28,7 @@
 #include "util.h"
 
 struct qdm_config {
+        unsigned n_ref; /* immutable once parsed, so sharing is safe (device models keep one) */
         qdm_model *model;
 };
 
@@ -1293,6 +1294,7 @@ QDM_EXPORT int qdm_config_new_from_json(const char *text, size_t len, qdm_config
                 r = -ENOMEM;
                 goto finish;
         }
+        c->n_ref = 1;
         c->model = TAKE_PTR(m);
         *ret_config = c;
         r = 0;
@@ -1339,9 +1341,16 @@ QDM_EXPORT int qdm_config_new_from_file(const char *path, qdm_config **ret_confi
         return qdm_config_new_from_json(buf, len, ret_config, ret_error);
 }
 
+QDM_EXPORT qdm_config *qdm_config_ref(qdm_config *config)
+{
+        if (config)
+                config->n_ref++;
+        return config;
+}
+
 QDM_EXPORT qdm_config *qdm_config_free(qdm_config *config)
 {
-        if (!config)
+        if (!config || --config->n_ref > 0)
                 return NULL;
         qdm_model_free(config->model);
         free(config);

@@ -15,3 +15,10 @@ typedef struct qemu_probe {
         bool run_with_user;   /* -run-with user=  (QEMU >= 9.1); else -runas */
         bool run_with_chroot; /* -run-with chroot= (QEMU >= 8.1); else -chroot */
 } qemu_probe;
+
+/* Name:    qemu_probe_get
+ * Desc:    What `binary` (an absolute path) supports. Blocking: on a cache miss it runs a
+ *          throwaway QEMU for about 50 ms on a private context. cache_dir (may be NULL: no
+ *          cache) must be a directory only trusted users can write.
+ * Returns: 0, or a negative errno with *ret_error (may be NULL) describing the failure. */
+int qemu_probe_get(const char *binary, const char *cache_dir, qemu_probe *ret, char **ret_error);

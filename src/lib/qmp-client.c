@@ -104,6 +104,8 @@ struct qdm_qmp {
         void *event_userdata;
         qdm_qmp_disconnect_fn disconnect_fn;
         void *disconnect_userdata;
+        void (*greeting_fn)(qdm_qmp *qmp, void *userdata);
+        void *greeting_userdata;
 
         qdm_qmp_stats stats;
 };
@@ -300,6 +302,7 @@ QDM_EXPORT qdm_qmp *qdm_qmp_unref(qdm_qmp *qmp)
         qmp->ready_fn = NULL;
         qmp->event_fn = NULL;
         qmp->disconnect_fn = NULL;
+        qmp->greeting_fn = NULL;
         while (qmp->wait_head) { /* never sent: nothing to drain */
                 qmp_cmd *c = qmp->wait_head;
                 qmp->wait_head = c->next_wait;
@@ -762,6 +765,8 @@ static int on_greeting(qdm_qmp *q, const qmp_msg *m)
         ctx_log(q->ctx, LOG_DEBUG_LEVEL, "qmp: greeting from QEMU %d.%d.%d", q->version[0],
                 q->version[1], q->version[2]);
         q->state = QMP_NEGOTIATING;
+        if (q->greeting_fn)
+                q->greeting_fn(q, q->greeting_userdata);
         /* Negotiation is bounded by whoever waits for readiness (the device model's start
          * deadline, qdm_qmp_wait_ready()), not by a timer of its own. */
         return qmp_enqueue(q, "qmp_capabilities", NULL, NULL, 0, USEC_INFINITY, caps_reply_cb, NULL,
@@ -1104,6 +1109,13 @@ QDM_EXPORT int qdm_qmp_wait_ready(qdm_qmp *qmp, uint64_t timeout_usec)
 }
 
 /* ---- accessors -------------------------------------------------------------------------- */
+
+void qmp_client_set_greeting_hook(qdm_qmp *qmp, void (*fn)(qdm_qmp *qmp, void *userdata),
+                                  void *userdata)
+{
+        qmp->greeting_fn = fn;
+        qmp->greeting_userdata = userdata;
+}
 
 bool qmp_client_is_ready(qdm_qmp *qmp)
 {

@@ -24,3 +24,8 @@ json_object *qmp_message_json(const qdm_qmp_message *m);
 
 /* True once the greeting and qmp_capabilities succeeded and the connection is still up. */
 bool qmp_client_is_ready(qdm_qmp *qmp);
+
+/* Called once when the greeting has arrived, before qmp_capabilities is sent (lets the
+ * device model report its GREETING -> NEGOTIATING step). */
+void qmp_client_set_greeting_hook(qdm_qmp *qmp, void (*fn)(qdm_qmp *qmp, void *userdata),
+                                  void *userdata);

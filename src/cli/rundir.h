@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The run directory as the CLI sees it: RUN_DIR/NAME per device model, holding the control
+ * socket and chroot (libqdm's), and the CLI's own files: state.json (the supervisor's record,
+ * written by rename), stderr.log, events.log, and the lock that serializes monitor users (R7).
+ *
+ * Everything read back from here is treated as untrusted: a state file must be owned by us
+ * and not writable by others, and every pid in it is checked against its start time before
+ * anything is signalled.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cli.h"
+
+#define STATE_FILE  "state.json"
+#define STDERR_LOG  "stderr.log"
+#define EVENTS_LOG  "events.log"
+#define LOCK_FILE   "lock"
+#define SOCKET_FILE "qmp.sock"
+
+#define STATE_MAX_BYTES (64 * 1024)
+
+/* The run directory to use: --run-dir, $QDM_RUN_DIR, /run/qdm (root) or
+ * $XDG_RUNTIME_DIR/qdm. Created 0700 if missing; refused unless owned by us and closed to
+ * others. Returns 0 with a malloc'd absolute path, or exit-code-style errors printed. */
+int rundir_resolve(const cli_globals *g, bool create, char **ret_path);
+
+/* A device-model name as a path component: the configuration's rules (1-64 of
+ * [A-Za-z0-9_.-], not starting with '.'), so no name escapes the run directory. */
+bool rundir_name_valid(const char *name);
+
+/* RUN_DIR/NAME/FILE (FILE may be NULL for the directory). Caller frees. */
+char *rundir_path(const char *run_dir, const char *name, const char *file);
+
+/* A process identity that survives pid reuse: pid plus its start time (clock ticks since
+ * boot, field 22 of /proc/PID/stat). */
+typedef struct proc_ident {
+        pid_t pid;
+        uint64_t start_time;
+} proc_ident;
+
+/* Read the start time of pid; -ESRCH if it does not exist. */
+int proc_ident_get(pid_t pid, proc_ident *ret);
+/* A pidfd for ident if that very process is still alive (zombies count as dead), else -ESRCH.
+ * The pidfd is opened first and the start time checked after, so the check cannot race. */
+int proc_ident_open(const proc_ident *ident);
+
+typedef struct dm_state {
+        char *name;
+        char *state;     /* "starting", "ready", "running", "paused", "stopping", "exited", ... */
+        char *restrict_; /* "none", "qemu", "jail" */
+        proc_ident qemu;
+        proc_ident supervisor;
+        uid_t uid;
+        gid_t gid;
+        bool own_uid;     /* the uid was allocated for this device model alone */
+        uint64_t created; /* wall clock, seconds */
+        uint64_t ready_usec;
+        char *machine;
+        char *accel;
+        /* How it ended, when state is "exited" or "failed". */
+        bool ended;
+        int exit_code; /* >= 0 */
+        int exit_signal;
+        char *end_reason;
+} dm_state;
+
+void dm_state_done(dm_state *s);
+/* Read RUN_DIR/NAME/state.json: -ENOENT (no such device model), -EPERM (tampered: not ours or
+ * writable by others), -EBADMSG (malformed), 0. */
+int dm_state_read(const char *run_dir, const char *name, dm_state *ret);
+/* Write it by rename (state.json.tmp -> state.json), mode 0600. */
+int dm_state_write(const char *run_dir, const dm_state *s);
+
+/* Take the device model's monitor lock (R7), waiting up to timeout. Returns the lock fd
+ * (close it to release), -ETIMEDOUT, or -ENOENT when the device model does not exist. */
+int rundir_lock(const char *run_dir, const char *name, uint64_t timeout_usec);

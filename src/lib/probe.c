@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * probe: learn what a QEMU binary supports by asking it, as libxl does: a throwaway
+ * `-S -machine none` QEMU on a socketpair monitor answers query-command-line-options for
+ * "sandbox" (absent when QEMU was built without seccomp) and "run-with" (QEMU >= 8.1 has
+ * chroot=, >= 9.1 user=), then quits.
+ *
+ * The answer is cached in a small JSON file per binary, keyed by path, device, inode, size and
+ * mtime, so a warm start pays one stat() and one small read. A cache entry that does not match
+ * or does not parse is ignored and rewritten; the cache is never trusted for anything else.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+#include "loop.h"
+#include "probe.h"
+#include "qmp-client.h"
+#include "spawn.h"
+#include "util.h"
+
+#define PROBE_TIMEOUT_USEC (15 * USEC_PER_SEC)
+#define CACHE_MAX_BYTES    4096
+
+typedef struct probe_key {
+        const char *path;
+        uint64_t dev, ino, size, mtime_ns;
+} probe_key;
+
+static uint64_t fnv1a(const char *s)
+{
+        uint64_t h = UINT64_C(14695981039346656037);
+        for (; *s; s++) {
+                h ^= (unsigned char)*s;
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
+}
+
+static char *cache_file(const char *cache_dir, const char *path)
+{
+        char *f = NULL;
+        if (asprintf(&f, "%s/probe-%016llx.json", cache_dir, (unsigned long long)fnv1a(path)) < 0)
+                return NULL;
+        return f;
+}
+
+static bool get_u64(json_object *o, const char *key, uint64_t *ret)
+{
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return false;
+        *ret = json_object_get_uint64(v);
+        return true;
+}
+
+static bool get_bool(json_object *o, const char *key, bool *ret)
+{
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
+                return false;
+        *ret = json_object_get_boolean(v);
+        return true;
+}
+
+static int cache_load(const char *file, const probe_key *key, qemu_probe *ret)
+{
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        char buf[CACHE_MAX_BYTES];
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return -ENODATA;
+        buf[n] = '\0';
+        json_object *o = json_tokener_parse(buf);
+        if (!o)
+                return -EBADMSG;
+        json_object *p;
+        uint64_t dev, ino, size, mtime, major, minor, micro;
+        qemu_probe r = {0};
+        bool ok = json_object_is_type(o, json_type_object) &&
+                  json_object_object_get_ex(o, "path", &p) &&
+                  streq_ptr(json_object_get_string(p), key->path) && get_u64(o, "dev", &dev) &&
+                  get_u64(o, "ino", &ino) && get_u64(o, "size", &size) &&
+                  get_u64(o, "mtime_ns", &mtime) && dev == key->dev && ino == key->ino &&
+                  size == key->size && mtime == key->mtime_ns && get_u64(o, "major", &major) &&
+                  get_u64(o, "minor", &minor) && get_u64(o, "micro", &micro) && major < 1000 &&
+                  minor < 1000 && micro < 1000 && get_bool(o, "sandbox", &r.sandbox) &&
+                  get_bool(o, "run_with_user", &r.run_with_user) &&
+                  get_bool(o, "run_with_chroot", &r.run_with_chroot);
+        json_object_put(o);
+        if (!ok)
+                return -ESTALE;
+        r.major = (int)major;
+        r.minor = (int)minor;
+        r.micro = (int)micro;
+        *ret = r;
+        return 0;
+}
+
+/* Written by rename so a concurrent reader never sees half a file. Best effort: a cache that
+ * cannot be written only costs the next start a probe. */
+static void cache_store(const char *file, const probe_key *key, const qemu_probe *p)
+{
+        json_object *o = json_object_new_object();
+        if (!o)
+                return;
+        json_object_object_add(o, "path", json_object_new_string(key->path));
+        json_object_object_add(o, "dev", json_object_new_uint64(key->dev));
+        json_object_object_add(o, "ino", json_object_new_uint64(key->ino));
+        json_object_object_add(o, "size", json_object_new_uint64(key->size));
+        json_object_object_add(o, "mtime_ns", json_object_new_uint64(key->mtime_ns));
+        json_object_object_add(o, "major", json_object_new_int(p->major));
+        json_object_object_add(o, "minor", json_object_new_int(p->minor));
+        json_object_object_add(o, "micro", json_object_new_int(p->micro));
+        json_object_object_add(o, "sandbox", json_object_new_boolean(p->sandbox));
+        json_object_object_add(o, "run_with_user", json_object_new_boolean(p->run_with_user));
+        json_object_object_add(o, "run_with_chroot", json_object_new_boolean(p->run_with_chroot));
+        const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.%d.tmp", file, (int)getpid()) >= 0) {
+                int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd >= 0) {
+                        size_t len = strlen(text);
+                        bool ok = write(fd, text, len) == (ssize_t)len;
+                        close(fd);
+                        if (!ok || rename(tmp, file) < 0)
+                                unlink(tmp);
+                }
+        }
+        json_object_put(o);
+}
+
+/* ---- asking QEMU ------------------------------------------------------------------------ */
+
+typedef struct probe_run {
+        qemu_probe result;
+        int pending;
+        int error;
+} probe_run;
+
+static void sandbox_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
+{
+        probe_run *p = userdata;
+        p->pending--;
+        /* An error means QEMU does not know -sandbox: built without seccomp. */
+        if (error == 0)
+                p->result.sandbox = true;
+        else if (error != -EREMOTEIO)
+                p->error = error;
+}
+
+static void run_with_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
+{
+        probe_run *p = userdata;
+        p->pending--;
+        if (error == -EREMOTEIO) /* no -run-with: QEMU < 8.1 */
+                return;
+        if (error < 0) {
+                p->error = error;
+                return;
+        }
+        /* [{"option": "run-with", "parameters": [{"name": "chroot", ...}, ...]}] */
+        json_object *opts = qmp_message_json(m);
+        size_t n = json_object_is_type(opts, json_type_array) ? json_object_array_length(opts) : 0;
+        for (size_t i = 0; i < n; i++) {
+                json_object *params = NULL;
+                if (!json_object_object_get_ex(json_object_array_get_idx(opts, i), "parameters",
+                                               &params) ||
+                    !json_object_is_type(params, json_type_array))
+                        continue;
+                for (size_t j = 0; j < json_object_array_length(params); j++) {
+                        json_object *name = NULL;
+                        if (!json_object_object_get_ex(json_object_array_get_idx(params, j), "name",
+                                                       &name))
+                                continue;
+                        const char *s = json_object_get_string(name);
+                        if (streq_ptr(s, "user"))
+                                p->result.run_with_user = true;
+                        else if (streq_ptr(s, "chroot"))
+                                p->result.run_with_chroot = true;
+                }
+        }
+}
+
+static void quit_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
+{
+        probe_run *p = userdata;
+        p->pending--;
+}
+
+static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return negative_errno();
+        _cleanup_close_ int ours = sv[0], theirs = sv[1];
+        _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0)
+                return negative_errno();
+
+        char *const argv[] = {(char *)binary,
+                              "-S",
+                              "-nodefaults",
+                              "-no-user-config",
+                              "-display",
+                              "none",
+                              "-machine",
+                              "none",
+                              "-chardev",
+                              "socket,id=probe,fd=3",
+                              "-mon",
+                              "chardev=probe,mode=control",
+                              NULL};
+        char *const envp[] = {NULL};
+        const spawn_fd plan[] = {{devnull, 1}, {devnull, 2}, {theirs, 3}};
+        spawn_params sp = {
+                .path = binary,
+                .argv = argv,
+                .envp = envp,
+                .fds = plan,
+                .n_fds = ELEMENTSOF(plan),
+                .new_session = true,
+        };
+        pid_t pid;
+        int pidfd_raw;
+        int r = spawn_process(&sp, &pid, &pidfd_raw, ret_error);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int pidfd = pidfd_raw;
+        theirs = safe_close(theirs);
+
+        /* A private context: probing must not dispatch the caller's objects. */
+        qdm_ctx *ctx = NULL;
+        qdm_qmp *qmp = NULL;
+        probe_run run = {0};
+        r = qdm_ctx_new(&ctx);
+        if (r >= 0)
+                r = qdm_qmp_new(ctx, &qmp);
+        if (r >= 0)
+                r = qdm_qmp_adopt_fd(qmp, TAKE_FD(ours));
+        if (r >= 0) {
+                r = qdm_qmp_wait_ready(qmp, PROBE_TIMEOUT_USEC);
+                if (r >= 0)
+                        r = qdm_qmp_get_version(qmp, &run.result.major, &run.result.minor,
+                                                &run.result.micro);
+        }
+        if (r >= 0) {
+                json_object *sandbox = json_object_new_object();
+                json_object *run_with = json_object_new_object();
+                json_object_object_add(sandbox, "option", json_object_new_string("sandbox"));
+                json_object_object_add(run_with, "option", json_object_new_string("run-with"));
+                const struct {
+                        const char *command;
+                        json_object *args;
+                        qdm_qmp_reply_fn fn;
+                } steps[] = {
+                        {"query-command-line-options", sandbox, sandbox_cb},
+                        {"query-command-line-options", run_with, run_with_cb},
+                        {"quit", NULL, quit_cb},
+                };
+                for (size_t i = 0; i < ELEMENTSOF(steps) && r >= 0; i++) {
+                        r = qmp_client_send(qmp, steps[i].command, steps[i].args, NULL, 0,
+                                            PROBE_TIMEOUT_USEC, steps[i].fn, &run, NULL);
+                        if (r >= 0)
+                                run.pending++;
+                }
+                json_object_put(sandbox);
+                json_object_put(run_with);
+                while (r >= 0 && run.pending > 0)
+                        r = qdm_ctx_run(ctx, USEC_INFINITY);
+                if (r >= 0)
+                        r = run.error;
+        }
+        qdm_qmp_unref(qmp);
+        (void)qdm_ctx_flush(ctx, PROBE_TIMEOUT_USEC);
+        qdm_ctx_unref(ctx);
+
+        /* It quits by itself after "quit"; if anything went wrong, make sure it is gone. */
+        if (r < 0)
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        siginfo_t si;
+        (void)spawn_reap(pidfd, &si);
+        if (r < 0 && ret_error &&
+            asprintf(ret_error, "probing %s over QMP failed: %s", binary, strerror(-r)) < 0)
+                *ret_error = NULL;
+        if (r < 0)
+                return r;
+        *ret = run.result;
+        return 0;
+}
+
+int qemu_probe_get(const char *binary, const char *cache_dir, qemu_probe *ret, char **ret_error)
+{
+        struct stat st;
+        if (stat(binary, &st) < 0) {
+                int r = negative_errno();
+                if (ret_error && asprintf(ret_error, "%s: %s", binary, strerror(-r)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        probe_key key = {
+                .path = binary,
+                .dev = st.st_dev,
+                .ino = st.st_ino,
+                .size = (uint64_t)st.st_size,
+                .mtime_ns = (uint64_t)st.st_mtim.tv_sec * UINT64_C(1000000000) +
+                            (uint64_t)st.st_mtim.tv_nsec,
+        };
+        _cleanup_free_ char *file = cache_dir ? cache_file(cache_dir, binary) : NULL;
+        if (file && cache_load(file, &key, ret) >= 0)
+                return 0;
+
+        qemu_probe p;
+        int r = probe_binary(binary, &p, ret_error);
+        if (r < 0)
+                return r;
+        if (file)
+                cache_store(file, &key, &p);
+        *ret = p;
+        return 0;
+}
