@@ -668,7 +668,9 @@ int qmp_client_send(qdm_qmp *qmp, const char *command, json_object *args, const 
         assert_return(n_fds <= MAX_FDS_PER_CMD, -EINVAL);
         assert_return(n_fds == 0 || fds, -EINVAL);
         assert_return(!streq_ptr(command, "qmp_capabilities"), -EINVAL);
-        if (qmp->state == QMP_INIT || qmp->state == QMP_CLOSED || qmp->pending_error < 0)
+        /* A failure already noticed but not yet reported (a refused connect, a write error)
+         * fails this command too, from the loop, with the same error as the others. */
+        if (qmp->state == QMP_INIT || qmp->state == QMP_CLOSED)
                 return -ENOTCONN;
         return qmp_enqueue(qmp, command, args, fds, n_fds, timeout_usec, fn, userdata, false,
                            ret_serial);

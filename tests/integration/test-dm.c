@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Device models through libqdm against real QEMU 7.2: a restricted start checked from /proc,
+ * the lifecycle, and faults at every step (QEMU missing, failing at once, never answering,
+ * killed between each pair of steps). After every test: no process of the device model, no
+ * directory, no fd of ours left.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "proc.h"
+#include "qdm.h"
+#include "test-support.h"
+#include "util.h"
+
+typedef struct fixture {
+        int fds_before;
+        char *dir;     /* private temp dir */
+        char *run_dir; /* dir/run */
+        qdm_ctx *ctx;
+        qdm_dm_state states[32];
+        size_t n_states;
+        int kill_at; /* kill QEMU when entering this state (-1: never) */
+        pid_t pids_seen[4];
+        uid_t uids_seen[4];
+        size_t n_seen;
+} fixture;
+
+static void log_stderr(int level, const char *message, void *userdata)
+{
+        fprintf(stderr, "libqdm[%d]: %s\n", level, message);
+}
+
+static int setup(void **state)
+{
+        if (!test_qemu_binary()) {
+                print_message("qemu-system-x86_64 is not installed\n");
+                return -1;
+        }
+        fixture *f = calloc(1, sizeof(*f));
+        f->fds_before = test_count_fds();
+        f->dir = test_mkdtemp("dm");
+        assert_non_null(f->dir);
+        assert_true(asprintf(&f->run_dir, "%s/run", f->dir) > 0);
+        assert_int_equal(qdm_ctx_new(&f->ctx), 0);
+        if (getenv("QDM_TEST_VERBOSE"))
+                qdm_ctx_set_log(f->ctx, 7, log_stderr, NULL);
+        f->kill_at = -1;
+        *state = f;
+        return 0;
+}
+
+/* Nothing of any device model may survive a test. */
+static void assert_nothing_left(fixture *f)
+{
+        for (size_t i = 0; i < f->n_seen; i++) {
+                if (f->pids_seen[i] > 0) {
+                        char p[64];
+                        snprintf(p, sizeof(p), "/proc/%d/status", (int)f->pids_seen[i]);
+                        /* Our own child: reaped by the library, so gone from /proc. */
+                        assert_int_equal(access(p, F_OK), -1);
+                }
+                if (f->uids_seen[i] != 0 && f->uids_seen[i] != geteuid()) {
+                        pid_t *pids = NULL;
+                        size_t n = 0;
+                        assert_int_equal(proc_list_pids(&pids, &n), 0);
+                        for (size_t j = 0; j < n; j++) {
+                                proc_status st;
+                                if (proc_status_read(pids[j], &st) == 0)
+                                        assert_int_not_equal(st.uid[0], f->uids_seen[i]);
+                        }
+                        free(pids);
+                }
+        }
+        /* The run directory holds only the shared dot-directories. */
+        DIR *d = opendir(f->run_dir);
+        if (d) {
+                struct dirent *de;
+                while ((de = readdir(d)))
+                        assert_true(de->d_name[0] == '.');
+                closedir(d);
+        }
+}
+
+static int teardown(void **state)
+{
+        fixture *f = *state;
+        assert_int_equal(qdm_ctx_flush(f->ctx, 5 * USEC_PER_SEC), 0);
+        f->ctx = qdm_ctx_unref(f->ctx);
+        assert_nothing_left(f);
+        assert_int_equal(test_count_fds(), f->fds_before);
+        test_rm_rf(f->dir);
+        free(f->dir);
+        free(f->run_dir);
+        free(f);
+        return 0;
+}
+
+static qdm_config *config_from(const char *fmt, ...)
+{
+        va_list ap;
+        char *json = NULL;
+        va_start(ap, fmt);
+        assert_true(vasprintf(&json, fmt, ap) > 0);
+        va_end(ap);
+        qdm_config *c = NULL;
+        char *error = NULL;
+        int r = qdm_config_new_from_json(json, strlen(json), &c, &error);
+        if (r < 0)
+                print_message("config error: %s\n", error ? error : "?");
+        assert_int_equal(r, 0);
+        free(json);
+        return c;
+}
+
+static void record_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state, void *userdata)
+{
+        fixture *f = userdata;
+        if (f->n_states < ELEMENTSOF(f->states))
+                f->states[f->n_states++] = new_state;
+        if (new_state == QDM_DM_GREETING && f->n_seen < ELEMENTSOF(f->pids_seen)) {
+                f->pids_seen[f->n_seen] = qdm_dm_get_pid(dm);
+                f->uids_seen[f->n_seen++] = qdm_dm_get_uid(dm);
+        }
+        if ((int)new_state == f->kill_at)
+                kill(qdm_dm_get_pid(dm), SIGKILL);
+}
+
+typedef struct done {
+        bool called;
+        int error;
+        unsigned calls;
+} done;
+
+static void on_done(qdm_dm *dm, int error, void *userdata)
+{
+        done *d = userdata;
+        d->called = true;
+        d->error = error;
+        d->calls++;
+}
+
+static int wait_done(fixture *f, done *d, uint64_t timeout_usec)
+{
+        uint64_t deadline = now_usec() + timeout_usec;
+        while (!d->called && now_usec() < deadline)
+                assert_true(qdm_ctx_run(f->ctx, 100 * USEC_PER_MSEC) >= 0);
+        /* Exactly once: a little more dispatching must not call it again. */
+        (void)qdm_ctx_run(f->ctx, 10 * USEC_PER_MSEC);
+        assert_true(d->called);
+        assert_int_equal(d->calls, 1);
+        return d->error;
+}
+
+static qdm_dm *start(fixture *f, qdm_config *config, int expect)
+{
+        qdm_dm *dm = NULL;
+        assert_int_equal(qdm_dm_new(f->ctx, config, f->run_dir, &dm), 0);
+        qdm_config_free(config); /* the device model keeps its own reference */
+        qdm_dm_set_state_callback(dm, record_state, f);
+        done d = {0};
+        assert_int_equal(qdm_dm_start(dm, on_done, &d), 0);
+        /* Never synchronous. */
+        assert_false(d.called);
+        int r = wait_done(f, &d, 30 * USEC_PER_SEC);
+        if (r != expect)
+                print_message("start: %d (%s): %s\n", r, strerror(-r),
+                              qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "");
+        assert_int_equal(r, expect);
+        return dm;
+}
+
+static uint64_t ns_ino(pid_t pid, const char *ns)
+{
+        uint64_t ino = 0;
+        assert_int_equal(proc_ns_ino(pid, ns, &ino), 0);
+        return ino;
+}
+
+static void test_restricted_start(void **state)
+{
+        fixture *f = *state;
+        /* A marker fd without CLOEXEC: QEMU must not inherit it (only the planned fds). */
+        char *marker_path = NULL;
+        assert_true(asprintf(&marker_path, "%s/marker", f->dir) > 0);
+        int marker = open(marker_path, O_RDWR | O_CREAT, 0600);
+        assert_true(marker >= 0);
+
+        qdm_dm *dm = start(f, config_from("{\"name\": \"r1\", \"machine\": \"none\"}"), 0);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_READY);
+        /* The states went in order, and READY came last: only after query-status. */
+        const qdm_dm_state expected[] = {QDM_DM_SPAWNING, QDM_DM_GREETING, QDM_DM_NEGOTIATING,
+                                         QDM_DM_QUERYING, QDM_DM_READY};
+        assert_int_equal(f->n_states, ELEMENTSOF(expected));
+        for (size_t i = 0; i < ELEMENTSOF(expected); i++)
+                assert_int_equal(f->states[i], expected[i]);
+
+        pid_t pid = qdm_dm_get_pid(dm);
+        proc_status st;
+        assert_int_equal(proc_status_read(pid, &st), 0);
+        for (int i = 0; i < 4; i++) {
+                assert_int_not_equal(st.uid[i], 0);
+                assert_int_not_equal(st.gid[i], 0);
+        }
+        assert_int_equal(st.uid[0], qdm_dm_get_uid(dm));
+        assert_int_equal(st.cap_eff, 0);
+        assert_int_equal(st.cap_prm, 0);
+        assert_int_equal(st.no_new_privs, 1);
+        assert_int_equal(st.seccomp, 2);
+
+        char *root = NULL;
+        assert_int_equal(proc_root(pid, &root), 0);
+        char *expect_root = NULL;
+        assert_true(asprintf(&expect_root, "%s/r1/root", f->run_dir) > 0);
+        assert_string_equal(root, expect_root);
+        struct stat sb;
+        assert_int_equal(stat(expect_root, &sb), 0);
+        assert_int_equal(sb.st_mode & 07777, 0);
+        free(root);
+        free(expect_root);
+
+        assert_int_not_equal(ns_ino(pid, "mnt"), ns_ino(getpid(), "mnt"));
+        assert_int_not_equal(ns_ino(pid, "ipc"), ns_ino(getpid(), "ipc"));
+
+        struct rlimit rl;
+        assert_int_equal(proc_rlimit(pid, RLIMIT_FSIZE, &rl), 0);
+        assert_int_equal(rl.rlim_cur, 256 * 1024);
+        assert_int_equal(proc_rlimit(pid, RLIMIT_CORE, &rl), 0);
+        assert_int_equal(rl.rlim_max, 0);
+        assert_int_equal(proc_rlimit(pid, RLIMIT_MEMLOCK, &rl), 0);
+        assert_int_equal(rl.rlim_max, 0);
+        assert_int_equal(proc_rlimit(pid, RLIMIT_LOCKS, &rl), 0);
+        assert_int_equal(rl.rlim_max, 0);
+        assert_int_equal(proc_rlimit(pid, RLIMIT_MSGQUEUE, &rl), 0);
+        assert_int_equal(rl.rlim_max, 0);
+
+        /* Only the planned fds: nothing of ours (the marker) leaked in; stdin is /dev/null,
+         * stdout and stderr the pipe qdm reads. */
+        proc_fd *fds = NULL;
+        size_t n_fds = 0;
+        int lr = proc_list_fds(pid, &fds, &n_fds);
+        if (lr < 0)
+                print_message("proc_list_fds(%d): %s\n", (int)pid, strerror(-lr));
+        assert_int_equal(lr, 0);
+        for (size_t i = 0; i < n_fds; i++) {
+                if (strcmp(fds[i].target, marker_path) == 0)
+                        print_message("QEMU holds the marker as fd %d\n", fds[i].fd);
+                assert_string_not_equal(fds[i].target, marker_path);
+                if (fds[i].fd == 0)
+                        assert_string_equal(fds[i].target, "/dev/null");
+                if (fds[i].fd == 1 || fds[i].fd == 2)
+                        assert_non_null(strstr(fds[i].target, "pipe:["));
+        }
+        proc_fds_free(fds, n_fds);
+        close(marker);
+        unlink(marker_path);
+        free(marker_path);
+
+        /* The socket and the directory are closed to others. */
+        assert_int_equal(stat(qdm_dm_get_socket_path(dm), &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+        assert_int_equal(stat(qdm_dm_get_dir(dm), &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0700);
+
+        assert_int_equal(qdm_dm_destroy(dm), 0);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
+        assert_int_equal(access(qdm_dm_get_dir(dm), F_OK), -1);
+        qdm_dm_unref(dm);
+}
+
+static void test_lifecycle(void **state)
+{
+        fixture *f = *state;
+        qdm_dm *dm = start(f,
+                           config_from("{\"name\": \"life\", \"machine\": \"q35\", "
+                                       "\"memory_mib\": 64}"),
+                           0);
+        /* Ready means prelaunch, asked independently on the same control connection. */
+        char *json = NULL;
+        assert_int_equal(qdm_qmp_execute(qdm_dm_get_qmp(dm), "query-status", NULL, 5 * USEC_PER_SEC,
+                                         &json, NULL),
+                         0);
+        assert_non_null(strstr(json, "\"prelaunch\""));
+        free(json);
+
+        done d = {0};
+        assert_int_equal(qdm_dm_pause(dm, on_done, &d), -EBUSY); /* READY is paused already */
+        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
+        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_RUNNING);
+        assert_int_equal(qdm_qmp_execute(qdm_dm_get_qmp(dm), "query-status", NULL, 5 * USEC_PER_SEC,
+                                         &json, NULL),
+                         0);
+        assert_non_null(strstr(json, "\"running\""));
+        free(json);
+
+        d = (done){0};
+        assert_int_equal(qdm_dm_pause(dm, on_done, &d), 0);
+        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_PAUSED);
+
+        /* q35 without a guest OS ignores ACPI power-off: the grace period ends it. */
+        d = (done){0};
+        assert_int_equal(qdm_dm_shutdown(dm, 300 * USEC_PER_MSEC, on_done, &d), 0);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_STOPPING);
+        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), -ETIMEDOUT);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
+        assert_int_equal(access(qdm_dm_get_dir(dm), F_OK), -1);
+        qdm_dm_unref(dm);
+}
+
+static void test_shutdown_never_ran(void **state)
+{
+        fixture *f = *state;
+        qdm_dm *dm = start(f, config_from("{\"name\": \"quit\"}"), 0);
+        done d = {0};
+        assert_int_equal(qdm_dm_shutdown(dm, 10 * USEC_PER_SEC, on_done, &d), 0);
+        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
+        int status = -1;
+        assert_int_equal(qdm_dm_get_exit(dm, &status), 0);
+        assert_int_equal(status, 0);
+        qdm_dm_unref(dm);
+}
+
+static void test_two_uids(void **state)
+{
+        fixture *f = *state;
+        qdm_dm *a = start(f, config_from("{\"name\": \"a\"}"), 0);
+        qdm_dm *b = start(f, config_from("{\"name\": \"b\"}"), 0);
+        assert_int_not_equal(qdm_dm_get_uid(a), qdm_dm_get_uid(b));
+        assert_int_not_equal(qdm_dm_get_uid(a), 0);
+        /* A name in use is refused, and the existing one is untouched. */
+        qdm_dm *dup = start(f, config_from("{\"name\": \"a\"}"), -EEXIST);
+        assert_int_equal(qdm_dm_get_state(dup), QDM_DM_FAILED);
+        qdm_dm_unref(dup);
+        assert_int_equal(qdm_dm_get_state(a), QDM_DM_READY);
+        assert_int_equal(access(qdm_dm_get_socket_path(a), F_OK), 0);
+        /* The last unref of a live device model destroys it. */
+        qdm_dm_unref(a);
+        qdm_dm_unref(b);
+}
+
+static void test_unrestricted(void **state)
+{
+        fixture *f = *state;
+        qdm_dm *dm = start(f,
+                           config_from("{\"name\": \"plain\", \"restrict\": {\"mode\": "
+                                       "\"none\"}}"),
+                           0);
+        proc_status st;
+        assert_int_equal(proc_status_read(qdm_dm_get_pid(dm), &st), 0);
+        assert_int_equal(st.uid[0], geteuid());
+        assert_int_equal(st.seccomp, 0);
+        qdm_dm_unref(dm);
+}
+
+/* ---- faults ------------------------------------------------------------------------------ */
+
+static void test_binary_vanished(void **state)
+{
+        fixture *f = *state;
+        char *path = NULL;
+        assert_true(asprintf(&path, "%s/qemu-gone", f->dir) > 0);
+        int fd = open(path, O_WRONLY | O_CREAT, 0755);
+        assert_true(fd >= 0);
+        close(fd);
+        qdm_config *c = config_from("{\"name\": \"gone\", \"qemu\": \"%s\"}", path);
+        unlink(path);
+        qdm_dm *dm = start(f, c, -ENOENT);
+        assert_non_null(strstr(qdm_dm_get_error(dm), "qemu-gone"));
+        qdm_dm_unref(dm);
+        free(path);
+}
+
+static void test_exits_at_once(void **state)
+{
+        fixture *f = *state;
+        uint64_t t0 = now_usec();
+        qdm_dm *dm = start(f,
+                           config_from("{\"name\": \"bad\", \"extra_args\": "
+                                       "[\"-no-such-option\"]}"),
+                           -ESRCH);
+        uint64_t took = now_usec() - t0;
+        const char *e = qdm_dm_get_error(dm);
+        /* How it died, and QEMU's own words. */
+        assert_non_null(strstr(e, "exited with status 1"));
+        assert_non_null(strstr(e, "-no-such-option"));
+        print_message("failed start reported after %.1f ms: %s\n", (double)took / 1000, e);
+        qdm_dm_unref(dm);
+}
+
+/* A "QEMU" that passes the probe (which gets the real binary) but then runs the fake server
+ * in the given mode: what real QEMU will not do on demand. */
+static char *fake_qemu(fixture *f, const char *mode)
+{
+        char *fake = test_build_path("tests/fake/fake-qmp");
+        char *path = NULL;
+        assert_true(asprintf(&path, "%s/qemu-%s", f->dir, mode) > 0);
+        FILE *s = fopen(path, "w");
+        assert_non_null(s);
+        fprintf(s,
+                "#!/bin/sh\n"
+                "for a; do case \"$a\" in *id=probe*) exec %s \"$@\";; esac; done\n"
+                "exec %s --fd 3 --mode %s\n",
+                test_qemu_binary(), fake, mode);
+        fclose(s);
+        chmod(path, 0755);
+        free(fake);
+        return path;
+}
+
+static void test_never_answers(void **state)
+{
+        fixture *f = *state;
+        const char *modes[] = {"nogreet", "silent"};
+        const qdm_dm_state stuck[] = {QDM_DM_GREETING, QDM_DM_NEGOTIATING};
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
+                char *q = fake_qemu(f, modes[i]);
+                f->n_states = 0;
+                qdm_dm *dm = start(f,
+                                   config_from("{\"name\": \"mute\", \"qemu\": \"%s\", "
+                                               "\"start_timeout_ms\": 400, \"restrict\": "
+                                               "{\"mode\": \"none\"}}",
+                                               q),
+                                   -ETIMEDOUT);
+                assert_int_equal(f->states[f->n_states - 2], stuck[i]);
+                assert_non_null(strstr(qdm_dm_get_error(dm), "not ready within 400 ms"));
+                assert_int_equal(qdm_dm_get_state(dm), QDM_DM_FAILED);
+                qdm_dm_unref(dm);
+                free(q);
+        }
+}
+
+static void test_killed_between_steps(void **state)
+{
+        fixture *f = *state;
+        const qdm_dm_state steps[] = {QDM_DM_GREETING, QDM_DM_NEGOTIATING, QDM_DM_QUERYING};
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                f->kill_at = (int)steps[i];
+                f->n_states = 0;
+                uint64_t t0 = now_usec();
+                qdm_dm *dm = start(f, config_from("{\"name\": \"k%zu\"}", i), -ESRCH);
+                uint64_t took = now_usec() - t0;
+                assert_non_null(strstr(qdm_dm_get_error(dm), "killed by signal 9"));
+                assert_int_equal(f->states[f->n_states - 1], QDM_DM_FAILED);
+                print_message("killed at %s: failed start reported %.1f ms after start\n",
+                              qdm_dm_state_to_string(steps[i]), (double)took / 1000);
+                qdm_dm_unref(dm);
+        }
+        /* After ready and while running: the state machine ends at EXITED. */
+        f->kill_at = -1;
+        qdm_dm *dm = start(f, config_from("{\"name\": \"k-ready\"}"), 0);
+        kill(qdm_dm_get_pid(dm), SIGKILL);
+        while (qdm_dm_get_state(dm) != QDM_DM_EXITED)
+                assert_true(qdm_ctx_run(f->ctx, 5 * USEC_PER_SEC) > 0);
+        int status = 0;
+        assert_int_equal(qdm_dm_get_exit(dm, &status), 0);
+        assert_int_equal(status, -SIGKILL);
+        qdm_dm_unref(dm);
+
+        f->kill_at = (int)QDM_DM_RUNNING;
+        dm = start(f, config_from("{\"name\": \"k-running\"}"), 0);
+        done d = {0};
+        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
+        (void)wait_done(f, &d, 10 * USEC_PER_SEC);
+        while (qdm_dm_get_state(dm) != QDM_DM_EXITED)
+                assert_true(qdm_ctx_run(f->ctx, 5 * USEC_PER_SEC) > 0);
+        qdm_dm_unref(dm);
+}
+
+static void test_destroy_while_starting(void **state)
+{
+        fixture *f = *state;
+        qdm_dm *dm = NULL;
+        assert_int_equal(qdm_dm_new(f->ctx, config_from("{\"name\": \"early\"}"), f->run_dir, &dm),
+                         0);
+        /* config_from's reference is the device model's now; drop ours. */
+        done d = {0};
+        assert_int_equal(qdm_dm_start(dm, on_done, &d), 0);
+        assert_int_equal(qdm_dm_destroy(dm), 0);
+        assert_int_equal(wait_done(f, &d, 5 * USEC_PER_SEC), -ECANCELED);
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_FAILED);
+        qdm_dm_unref(dm);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_restricted_start, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_shutdown_never_ran, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_two_uids, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unrestricted, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_binary_vanished, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exits_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_never_answers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_killed_between_steps, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_destroy_while_starting, setup, teardown),
+        };
+        return cmocka_run_group_tests_name("dm", tests, NULL, NULL);
+}
