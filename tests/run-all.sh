@@ -9,6 +9,7 @@
 set -u
 cd "$(dirname "$0")/.."
 src=$PWD
+scripts/install-deps.sh || exit 1
 out=${QDM_TEST_OUT:-$src/build-tests}
 fuzz_seconds=${QDM_FUZZ_SECONDS:-20}
 passed=0
@@ -69,7 +70,7 @@ if command -v clang >/dev/null; then
                 >"$out.fuzz.setup.log" 2>&1; then
                 if step "build (fuzz)" ninja -C "$dir"; then
                         for f in "$dir"/fuzz/fuzz-*; do
-                                [ -x "$f" ] || continue
+                                [ -f "$f" ] && [ -x "$f" ] || continue
                                 name=$(basename "$f")
                                 corpus=$TMPDIR/corpus-$name
                                 mkdir -p "$corpus"

@@ -40,6 +40,7 @@ int cmd_list(const cli_globals *g, int argc, char **argv);
 int cmd_resume(const cli_globals *g, int argc, char **argv);
 int cmd_pause(const cli_globals *g, int argc, char **argv);
 int cmd_shutdown(const cli_globals *g, int argc, char **argv);
+int cmd_audit(const cli_globals *g, int argc, char **argv);
 int cmd_destroy(const cli_globals *g, int argc, char **argv);
 int cmd_qmp(const cli_globals *g, int argc, char **argv);
 int cmd_events(const cli_globals *g, int argc, char **argv);

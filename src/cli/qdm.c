@@ -27,6 +27,7 @@ static const struct {
         {"resume", cmd_resume, "let a paused device model run (QMP cont)"},
         {"pause", cmd_pause, "pause a running device model (QMP stop)"},
         {"shutdown", cmd_shutdown, "power the guest off, then end QEMU"},
+        {"audit", cmd_audit, "show a running device model's restriction, read from /proc"},
         {"destroy", cmd_destroy, "kill a device model and remove everything it had"},
         {"qmp", cmd_qmp, "run one QMP command on a device model or any QMP socket"},
         {"events", cmd_events, "print a device model's QMP events"},

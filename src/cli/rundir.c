@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -180,6 +181,11 @@ int proc_ident_open(const proc_ident *ident)
         return fd;
 }
 
+const struct rundir_rlimit rundir_rlimits[RUNDIR_N_RLIMITS] = {
+        {"fsize", RLIMIT_FSIZE}, {"core", RLIMIT_CORE},       {"msgqueue", RLIMIT_MSGQUEUE},
+        {"locks", RLIMIT_LOCKS}, {"memlock", RLIMIT_MEMLOCK}, {"nofile", RLIMIT_NOFILE},
+};
+
 /* ---- state.json ------------------------------------------------------------------------------ */
 
 void dm_state_done(dm_state *s)
@@ -272,6 +278,16 @@ int dm_state_read(const char *run_dir, const char *name, dm_state *ret)
         json_object *b;
         s.own_uid = json_object_object_get_ex(o, "own_uid", &b) &&
                     json_object_is_type(b, json_type_boolean) && json_object_get_boolean(b);
+        json_object *rl = NULL;
+        bool have_rl = json_object_object_get_ex(o, "rlimits", &rl) &&
+                       json_object_is_type(rl, json_type_object);
+        for (size_t i = 0; i < RUNDIR_N_RLIMITS; i++) {
+                json_object *lim = NULL;
+                s.rlimits[i] = -1;
+                if (have_rl && json_object_object_get_ex(rl, rundir_rlimits[i].name, &lim) &&
+                    json_object_is_type(lim, json_type_int) && json_object_get_int64(lim) >= 0)
+                        s.rlimits[i] = json_object_get_int64(lim);
+        }
         get_u64(o, "created", &s.created);
         get_u64(o, "ready_usec", &s.ready_usec);
         if (get_u64(o, "exit_code", &v) && v < 256) {
@@ -311,6 +327,12 @@ int dm_state_write(const char *run_dir, const dm_state *s)
         json_object_object_add(o, "uid", json_object_new_int64(s->uid));
         json_object_object_add(o, "gid", json_object_new_int64(s->gid));
         json_object_object_add(o, "own_uid", json_object_new_boolean(s->own_uid));
+        json_object *rl = json_object_new_object();
+        for (size_t i = 0; i < RUNDIR_N_RLIMITS; i++)
+                if (s->rlimits[i] >= 0)
+                        json_object_object_add(rl, rundir_rlimits[i].name,
+                                               json_object_new_int64(s->rlimits[i]));
+        json_object_object_add(o, "rlimits", rl);
         json_object_object_add(o, "created", json_object_new_uint64(s->created));
         json_object_object_add(o, "ready_usec", json_object_new_uint64(s->ready_usec));
         if (s->ended) {

@@ -49,6 +49,13 @@ int proc_ident_get(pid_t pid, proc_ident *ret);
  * The pidfd is opened first and the start time checked after, so the check cannot race. */
 int proc_ident_open(const proc_ident *ident);
 
+/* The rlimits a restricted device model sets, in the order of rundir_rlimits[]. */
+#define RUNDIR_N_RLIMITS 6
+extern const struct rundir_rlimit {
+        const char *name; /* as in the configuration: "fsize", "core", ... */
+        int resource;     /* RLIMIT_* */
+} rundir_rlimits[RUNDIR_N_RLIMITS];
+
 typedef struct dm_state {
         char *name;
         char *state;     /* "starting", "ready", "running", "paused", "stopping", "exited", ... */
@@ -62,6 +69,8 @@ typedef struct dm_state {
         uint64_t ready_usec;
         char *machine;
         char *accel;
+        /* The configured rlimits, for `qdm audit`: RLIMIT_* value, or -1 when inherited. */
+        int64_t rlimits[RUNDIR_N_RLIMITS];
         /* How it ended, when state is "exited" or "failed". */
         bool ended;
         int exit_code; /* >= 0 */

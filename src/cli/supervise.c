@@ -333,6 +333,16 @@ int cmd_supervise(const cli_globals *g, int argc, char **argv)
         s.record.machine = strdup(m->machine);
         s.record.accel = strdup(qdm_accel_to_string(m->accel));
         s.record.created = (uint64_t)time(NULL);
+        const rlim_t configured[RUNDIR_N_RLIMITS] = {
+                m->restrict_.rlimits.fsize,    m->restrict_.rlimits.core,
+                m->restrict_.rlimits.msgqueue, m->restrict_.rlimits.locks,
+                m->restrict_.rlimits.memlock,  m->restrict_.rlimits.nofile,
+        };
+        for (size_t i = 0; i < RUNDIR_N_RLIMITS; i++)
+                s.record.rlimits[i] =
+                        m->restrict_.mode == QDM_RESTRICT_NONE || configured[i] == RLIM_INFINITY
+                                ? -1
+                                : (int64_t)configured[i];
         proc_ident_get(getpid(), &s.record.supervisor);
         qdm_config_free(config);
 
