@@ -219,30 +219,10 @@ static bool get_u64(json_object *o, const char *key, uint64_t *ret)
         return true;
 }
 
-int dm_state_read(const char *run_dir, const char *name, dm_state *ret)
+int dm_state_parse(const char *buf, size_t n, const char *name, dm_state *ret)
 {
-        _cleanup_free_ char *path = rundir_path(run_dir, name, STATE_FILE);
-        if (!path)
-                return -ENOMEM;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return errno == ELOOP ? -EPERM : -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        /* Written only by our supervisor: anything else has been tampered with. */
-        if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
-                return -EPERM;
-        if (st.st_size > STATE_MAX_BYTES)
+        if (n == 0 || n > STATE_MAX_BYTES || memchr(buf, '\0', n))
                 return -EBADMSG;
-        _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        ssize_t n = read(fd, buf, (size_t)st.st_size);
-        if (n < 0)
-                return -errno;
-        buf[n] = '\0';
-
         json_tokener *tok = json_tokener_new_ex(8);
         if (!tok)
                 return -ENOMEM;
@@ -305,6 +285,32 @@ int dm_state_read(const char *run_dir, const char *name, dm_state *ret)
         }
         *ret = s;
         return 0;
+}
+
+int dm_state_read(const char *run_dir, const char *name, dm_state *ret)
+{
+        _cleanup_free_ char *path = rundir_path(run_dir, name, STATE_FILE);
+        if (!path)
+                return -ENOMEM;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ELOOP ? -EPERM : -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        /* Written only by our supervisor: anything else has been tampered with. */
+        if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
+                return -EPERM;
+        if (st.st_size > STATE_MAX_BYTES)
+                return -EBADMSG;
+        _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        ssize_t n = read(fd, buf, (size_t)st.st_size);
+        if (n < 0)
+                return -errno;
+        buf[n] = '\0';
+        return dm_state_parse(buf, (size_t)n, name, ret);
 }
 
 int dm_state_write(const char *run_dir, const dm_state *s)

@@ -82,6 +82,8 @@ void dm_state_done(dm_state *s);
 /* Read RUN_DIR/NAME/state.json: -ENOENT (no such device model), -EPERM (tampered: not ours or
  * writable by others), -EBADMSG (malformed), 0. */
 int dm_state_read(const char *run_dir, const char *name, dm_state *ret);
+/* The same from a buffer (no trust checks on where it came from). */
+int dm_state_parse(const char *buf, size_t len, const char *name, dm_state *ret);
 /* Write it by rename (state.json.tmp -> state.json), mode 0600. */
 int dm_state_write(const char *run_dir, const dm_state *s);
 
