@@ -45,6 +45,7 @@ typedef struct supervisor {
         dm_state record;
         int report_fd;
         int events_fd;
+        int lock_fd; /* the monitor lock, held while we use the control monitor (R7) */
         uint64_t events_written;
         bool paused;
         bool start_done;
@@ -144,6 +145,18 @@ static void on_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state,
                 if (p)
                         s->events_fd = open(
                                 p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+                /* Ours alone until the start is over: `qdm` commands queue on it (R7). The
+                 * directory is brand new, so nobody else can hold it yet. */
+                int fd = rundir_lock(s->run_dir, s->record.name, 0);
+                s->lock_fd = fd >= 0 ? fd : -1;
+        }
+        if (new_state == QDM_DM_GREETING) {
+                /* QEMU runs: record it now, so that `qdm status` and `qdm destroy` work while
+                 * the start is still under way. */
+                proc_ident_get(qdm_dm_get_pid(dm), &s->record.qemu);
+                s->record.uid = qdm_dm_get_uid(dm);
+                s->record.gid = qdm_dm_get_gid(dm);
+                record_write(s);
         }
         if (new_state == QDM_DM_EXITED && s->start_done) {
                 int status = 0;
@@ -274,7 +287,7 @@ int cmd_supervise(const cli_globals *g, int argc, char **argv)
                 {"timeout-usec", required_argument, NULL, 't'},
                 {0},
         };
-        supervisor s = {.report_fd = REPORT_FD, .events_fd = -1};
+        supervisor s = {.report_fd = REPORT_FD, .events_fd = -1, .lock_fd = -1};
         uint64_t timeout = 0;
         int c;
         while ((c = getopt_long(argc, argv, "+", options, NULL)) >= 0) {
@@ -370,8 +383,6 @@ int cmd_supervise(const cli_globals *g, int argc, char **argv)
                 goto out;
         }
 
-        s.record.qemu.pid = qdm_dm_get_pid(s.dm);
-        proc_ident_get(s.record.qemu.pid, &s.record.qemu);
         s.record.uid = qdm_dm_get_uid(s.dm);
         s.record.gid = qdm_dm_get_gid(s.dm);
         s.record.own_uid = qdm_dm_get_uid_lock_fd(s.dm) >= 0 && !share_uid;
@@ -382,6 +393,7 @@ int cmd_supervise(const cli_globals *g, int argc, char **argv)
 
         /* From here on the control monitor belongs to `qdm` commands, one at a time (R7). */
         qdm_dm_release_control(s.dm);
+        s.lock_fd = safe_close(s.lock_fd);
         report(&s, "ready %llu", (unsigned long long)s.record.ready_usec);
 
         r = run_loop(&s, sfd, dm_over);
@@ -395,6 +407,7 @@ out:
         (void)qdm_ctx_flush(s.ctx, 5 * USEC_PER_SEC);
         s.ctx = qdm_ctx_unref(s.ctx);
         safe_close(s.events_fd);
+        safe_close(s.lock_fd);
         dm_state_done(&s.record);
         return ret;
 }
