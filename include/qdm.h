@@ -189,7 +189,8 @@ int qdm_qmp_execute(qdm_qmp *qmp, const char *command, const char *args_json, ui
 
 /* Name:    qdm_qmp_wait_ready
  * Desc:    Blocking: run the context until negotiation completes or the timeout passes.
- * Returns: 0, -ETIMEDOUT, or the negotiation error. */
+ * Returns: 0, -ETIMEDOUT, or why the connection ended (-ENOENT, -ECONNREFUSED for a missing
+ *          or refused socket, -ECONNRESET for EOF, -EPROTO for a failed negotiation). */
 int qdm_qmp_wait_ready(qdm_qmp *qmp, uint64_t timeout_usec);
 
 /* Greeting facts, valid once the ready callback reported success. */
@@ -282,7 +283,9 @@ typedef void (*qdm_dm_event_fn)(qdm_dm *dm, const qdm_qmp_message *event, void *
  * Desc:    A device model for `config` (referenced: the caller may free its own) whose
  *          runtime state goes under run_dir (created 0700 if missing; it must be owned by this
  *          user and not writable by others).
- * Returns: 0, -EINVAL, -ENOMEM. */
+ * Returns: 0, -EINVAL (run_dir not absolute), -ENAMETOOLONG (its control socket path would
+ *          not fit a UNIX socket address), -ENOMEM. The run directory itself is created and
+ *          checked by qdm_dm_start(). */
 int qdm_dm_new(qdm_ctx *ctx, qdm_config *config, const char *run_dir, qdm_dm **ret_dm);
 qdm_dm *qdm_dm_ref(qdm_dm *dm);
 /* The last unref of a device model whose QEMU is alive destroys it (see qdm_dm_destroy()).
@@ -363,7 +366,7 @@ qdm_qmp *qdm_dm_get_qmp(qdm_dm *dm);
 int qdm_dm_get_exit(qdm_dm *dm, int *ret_status);
 /* The uid lock fd of a restricted device model, or -1 (supervisors keep it across exec). */
 int qdm_dm_get_uid_lock_fd(qdm_dm *dm);
-/* The milliseconds the start took, from qdm_dm_start() to READY. */
+/* How long the start took, from qdm_dm_start() to READY, in microseconds. */
 uint64_t qdm_dm_get_start_usec(qdm_dm *dm);
 
 #ifdef __cplusplus

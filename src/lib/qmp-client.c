@@ -75,6 +75,7 @@ struct qdm_qmp {
         loop_source *io, *connect_timer, *defer;
         uint64_t connect_retry;
         int pending_error; /* set by a write failure, acted on from the defer */
+        int close_error;   /* why the connection ended, once CLOSED */
         bool ready_reported;
 
         qmp_wire *wire;
@@ -400,6 +401,7 @@ static void qmp_fail(qdm_qmp *q, int error)
                 return;
         assert(error < 0);
         q->state = QMP_CLOSED;
+        q->close_error = error;
         ctx_log(q->ctx, error == -ECONNRESET ? LOG_DEBUG_LEVEL : LOG_INFO_LEVEL,
                 "qmp: connection ended: %s", strerror(-error));
 
@@ -1092,7 +1094,7 @@ QDM_EXPORT int qdm_qmp_wait_ready(qdm_qmp *qmp, uint64_t timeout_usec)
         int r = 0;
         while (qmp->state != QMP_READY) {
                 if (qmp->state == QMP_CLOSED) {
-                        r = -ECONNRESET;
+                        r = qmp->close_error < 0 ? qmp->close_error : -ECONNRESET;
                         break;
                 }
                 uint64_t now = now_usec();
