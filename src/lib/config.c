@@ -822,6 +822,21 @@ static const struct {
         {"net", false, "its backends reach host sockets, taps and ports"},
 };
 
+/* A character backend option whose value turns it off ("-serial none", "-parallel null")
+ * reaches nothing on the host. */
+static bool backend_disabled(const char *arg, const char *value)
+{
+        static const char *const backends[] = {"-serial",        "--serial",       "-parallel",
+                                               "--parallel",     "-debugcon",      "--debugcon",
+                                               "-virtioconsole", "--virtioconsole"};
+        if (!value || (strcmp(value, "none") != 0 && strcmp(value, "null") != 0))
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(backends); i++)
+                if (strcmp(arg, backends[i]) == 0)
+                        return true;
+        return false;
+}
+
 static int check_extra_arg(const char *arg, qdm_restrict_mode mode, const char *parent,
                            char **ret_error)
 {
@@ -1156,6 +1171,10 @@ static int parse_root(json_object *root, qdm_model *m, char **ret_error)
                 char parent[48];
 
                 snprintf(parent, sizeof(parent), "extra_args[%zu]", i);
+                if (backend_disabled(m->extra_args[i], m->extra_args[i + 1])) {
+                        i++; /* "-serial none": no backend, nothing host-facing */
+                        continue;
+                }
                 r = check_extra_arg(m->extra_args[i], m->restrict_.mode, parent, ret_error);
                 if (r < 0)
                         return r;
