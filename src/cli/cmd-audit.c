@@ -223,7 +223,7 @@ int cmd_audit(const cli_globals *g, int argc, char **argv)
         };
         audit a = {0};
         int c;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'j':
                         a.json = true;

@@ -105,7 +105,7 @@ int cmd_create(const cli_globals *g, int argc, char **argv)
         bool paused = false;
         uint64_t timeout = 0;
         int c;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'p':
                         paused = true;

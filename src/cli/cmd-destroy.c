@@ -52,6 +52,30 @@ static int remove_dir(const char *run_dir, const char *name)
         return 0;
 }
 
+/* A directory without state.json: a create that died before QEMU ran (the supervisor records
+ * QEMU as soon as it is spawned), or one still starting. The latter holds the monitor lock;
+ * the former holds nothing and only files remain. Returns an exit code, or -1 when this is
+ * not such a case. */
+static int destroy_remains(const cli_globals *g, const char *name)
+{
+        _cleanup_free_ char *run_dir = NULL;
+        if (rundir_resolve(g, false, &run_dir) != 0)
+                return -1;
+        _cleanup_free_ char *dir = rundir_path(run_dir, name, NULL);
+        _cleanup_free_ char *state = rundir_path(run_dir, name, STATE_FILE);
+        if (!dir || !state || access(dir, F_OK) < 0 || access(state, F_OK) == 0)
+                return -1;
+        int lock = rundir_lock(run_dir, name, 0);
+        if (lock == -ETIMEDOUT)
+                return cli_error(EXIT_FAILED, "%s is still starting; try again in a moment", name);
+        safe_close(lock);
+        int r = remove_dir(run_dir, name);
+        if (r < 0)
+                return cli_error(EXIT_FAILED, "%s: cannot remove %s: %s", name, dir, strerror(-r));
+        printf("%s: removed what a failed start left\n", name);
+        return EXIT_OK;
+}
+
 int cmd_destroy(const cli_globals *g, int argc, char **argv)
 {
         static const struct option options[] = {
@@ -59,7 +83,7 @@ int cmd_destroy(const cli_globals *g, int argc, char **argv)
                 {0},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
                         printf("Usage: qdm destroy NAME\n\n"
@@ -73,8 +97,14 @@ int cmd_destroy(const cli_globals *g, int argc, char **argv)
         }
         if (argc - optind != 1)
                 return cli_error(EXIT_USAGE, "destroy: expected NAME (see 'qdm destroy --help')");
+        const char *name = argv[optind];
+        if (rundir_name_valid(name)) {
+                int r = destroy_remains(g, name);
+                if (r >= 0)
+                        return r;
+        }
         control ctl;
-        int r = control_lookup(g, argv[optind], &ctl);
+        int r = control_lookup(g, name, &ctl);
         if (r != 0) {
                 control_close(&ctl, 0);
                 return r;

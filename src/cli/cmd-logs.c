@@ -49,7 +49,7 @@ static int run(const cli_globals *g, int argc, char **argv, const char *verb, co
         };
         bool follow = false;
         int c;
-        while ((c = getopt_long(argc, argv, "+fh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "fh", options, NULL)) >= 0) {
                 switch (c) {
                 case 'f':
                         follow = true;

@@ -91,7 +91,7 @@ int cmd_qmp(const cli_globals *g, int argc, char **argv)
         bool pretty = false;
         int c;
 
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         socket_path = optarg;

@@ -21,7 +21,7 @@ static int run(const cli_globals *g, int argc, char **argv, const char *verb, co
         };
         uint64_t timeout = DEFAULT_TIMEOUT_USEC;
         int c;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 't':
                         if (cli_parse_seconds(optarg, &timeout) < 0 || timeout == 0)

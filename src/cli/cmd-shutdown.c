@@ -41,7 +41,7 @@ int cmd_shutdown(const cli_globals *g, int argc, char **argv)
         uint64_t timeout = DEFAULT_TIMEOUT_USEC;
         bool force = false;
         int c;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 't':
                         if (cli_parse_seconds(optarg, &timeout) < 0 || timeout == 0)
@@ -56,10 +56,14 @@ int cmd_shutdown(const cli_globals *g, int argc, char **argv)
                 case 'h':
                         printf("Usage: qdm shutdown [--timeout SECONDS] [--force] NAME\n\n"
                                "Power the guest off (ACPI), then end QEMU. A guest that never "
-                               "ran is\nended at once.\n\n"
+                               "ran, or has\nalready powered off, is ended at once; a paused "
+                               "guest cannot power itself\noff, so it is refused (or, with "
+                               "--force, killed at once). The device model\nstays listed as "
+                               "exited until 'qdm destroy'.\n\n"
                                "  --timeout SECONDS  how long the guest may take (default 60)\n"
                                "  --force            kill QEMU if the guest has not powered off "
-                               "by then\n"
+                               "by then;\n"
+                               "                     exit 0 once it is gone\n"
                                "  -h, --help         show this help\n");
                         return EXIT_OK;
                 default:
@@ -87,13 +91,22 @@ int cmd_shutdown(const cli_globals *g, int argc, char **argv)
         qdm_qmp_set_event_callback(ctl.qmp, on_event, &w);
         char *json = NULL;
         r = control_execute(&ctl, "query-status", NULL, timeout, &json);
-        bool prelaunch = json && strstr(json, "\"prelaunch\"");
+        /* A guest that never ran, or has already powered off, is ended at once. */
+        bool prelaunch = json && (strstr(json, "\"prelaunch\"") || strstr(json, "\"shutdown\""));
+        bool paused = json && strstr(json, "\"paused\"");
         free(json);
-        if (r == 0 && !prelaunch)
+        if (r == 0 && paused && !force)
+                r = cli_error(EXIT_FAILED,
+                              "%s: the guest is paused and cannot power itself off (resume it "
+                              "first, or use --force to kill it)",
+                              ctl.name);
+        if (r == 0 && paused) /* --force: no point waiting for a guest that cannot run */
+                deadline = now_usec();
+        else if (r == 0 && !prelaunch)
                 r = control_execute(&ctl, "system_powerdown", NULL, timeout, NULL);
         /* Wait for the guest to power off, or QEMU to end. */
         bool exited = false;
-        while (r == 0 && !w.shutdown && !prelaunch) {
+        while (r == 0 && !w.shutdown && !prelaunch && !paused) {
                 uint64_t now = now_usec();
                 if (now >= deadline)
                         break;
@@ -120,7 +133,9 @@ int cmd_shutdown(const cli_globals *g, int argc, char **argv)
                 if (!exited && force) {
                         (void)syscall(SYS_pidfd_send_signal, qemu_fd, SIGKILL, NULL, 0);
                         exited = poll(&p, 1, 10000) > 0;
-                        if (exited)
+                        if (exited && paused)
+                                printf("%s: the guest was paused; killed QEMU\n", argv[optind]);
+                        else if (exited)
                                 printf("%s: the guest did not power off within %.0f s; "
                                        "killed QEMU\n",
                                        argv[optind], (double)timeout / 1e6);

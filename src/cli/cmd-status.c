@@ -143,7 +143,7 @@ static bool parse_json_flag(int argc, char **argv, const char *verb, const char 
         };
         int c;
         *ret_json = false;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'j':
                         *ret_json = true;
