@@ -1,0 +1,641 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The restriction layer (see restrict.h): pre-exec steps for a restricted QEMU, the empty
+ * chroot, per-device-model uids and their cleanup.
+ *
+ * restrict_apply_child() runs between fork and exec: it must stay async-signal-safe (no
+ * malloc, no stdio, no NSS, no locks) and must not use glibc's set*id wrappers (they
+ * broadcast to threads the child does not have). Everything it needs is computed by
+ * restrict_prepare() in the parent.
+ *
+ * Mode QDM_RESTRICT_QEMU, libxl-compatible: QEMU starts as root and drops itself with
+ * -chroot DIR -runas UID:GID. The bounding set is cut to RESTRICT_QEMU_KEEP_CAPS. That set was
+ * determined with QEMU 7.2.22 (Debian 12), kernel 6.x, as root, with every other step of this
+ * file applied (new mount+IPC namespaces, private mounts, FSIZE 256 KiB, CORE/MSGQUEUE/LOCKS/
+ * MEMLOCK 0, NO_NEW_PRIVS, empty inheritable and ambient sets), running
+ *   qemu-system-x86_64 -S -nodefaults -machine none -chroot EMPTY -runas 64123:64123
+ *     -sandbox on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny
+ *     -chardev socket,id=mon,fd=N,server=on,wait=off -mon chardev=mon,mode=control
+ * and treating "query-status answers prelaunch" as success, removing one capability at a time:
+ *   - without CAP_SETGID:          "Failed to setgid(64123)" (setgid and setgroups)
+ *   - without CAP_SETUID:          "Failed to setuid(64123)"
+ *   - without CAP_SYS_CHROOT:      "chroot failed"
+ *   - without CAP_DAC_READ_SEARCH: "chroot failed": the empty root is mode 0000, and chroot()
+ *     needs search permission on it. CAP_DAC_OVERRIDE also works, but it grants write access
+ *     too; DAC_READ_SEARCH is the narrower one.
+ * With exactly these four, machine none, q35 and pc with -accel kvm, and q35 and microvm with
+ * -accel tcg reach prelaunch, and q35 (kvm and tcg) and none keep running after "cont".
+ * /dev/kvm (root-owned) and root-owned disk images (a mode 0600 raw image on virtio-blk, q35,
+ * kvm) need no capability: QEMU opens them as their owner before dropping. Installing the seccomp
+ * filter needs no CAP_SYS_ADMIN: the process has NO_NEW_PRIVS. Afterwards QEMU shows Uid/Gid 64123,
+ * CapPrm = CapEff = 0, CapBnd = these four, NoNewPrivs 1, Seccomp 2.
+ *
+ * Rlimit findings, same setup: MEMLOCK 0 does not disturb QEMU 7.2 (none, q35 with kvm and with
+ * tcg, prelaunch and running); it does break "-overcommit mem-lock=on" ("mlockall: Operation
+ * not permitted"), so that option needs memlock RLIM_INFINITY. LOCKS is not enforced by Linux
+ * since 2.4. FSIZE 256 KiB is libxl's value; any write beyond offset 256 KiB of a regular file
+ * raises SIGXFSZ (default action: terminate; checked with dd, not with a guest), so a writable
+ * file-backed disk needs fsize RLIM_INFINITY. Block devices are not subject to it (checked on
+ * a loop device).
+ */
+#include "restrict.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "proc.h"
+#include "util.h"
+
+static const char *const rlimit_names[] = {
+        [RLIMIT_CPU] = "RLIMIT_CPU",           [RLIMIT_FSIZE] = "RLIMIT_FSIZE",
+        [RLIMIT_DATA] = "RLIMIT_DATA",         [RLIMIT_STACK] = "RLIMIT_STACK",
+        [RLIMIT_CORE] = "RLIMIT_CORE",         [RLIMIT_RSS] = "RLIMIT_RSS",
+        [RLIMIT_NPROC] = "RLIMIT_NPROC",       [RLIMIT_NOFILE] = "RLIMIT_NOFILE",
+        [RLIMIT_MEMLOCK] = "RLIMIT_MEMLOCK",   [RLIMIT_AS] = "RLIMIT_AS",
+        [RLIMIT_LOCKS] = "RLIMIT_LOCKS",       [RLIMIT_SIGPENDING] = "RLIMIT_SIGPENDING",
+        [RLIMIT_MSGQUEUE] = "RLIMIT_MSGQUEUE", [RLIMIT_NICE] = "RLIMIT_NICE",
+        [RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",     [RLIMIT_RTTIME] = "RLIMIT_RTTIME",
+};
+
+/* By number rather than by macro: the installed headers may predate the running kernel. */
+static const char *const cap_names[] = {
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+};
+
+static int read_cap_last(unsigned *ret)
+{
+        char buf[32];
+        _cleanup_close_ int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+
+        if (fd >= 0) {
+                ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                if (n > 0) {
+                        char *end;
+                        buf[n] = '\0';
+                        errno = 0;
+                        unsigned long v = strtoul(buf, &end, 10);
+                        if (errno == 0 && end != buf && (*end == '\n' || *end == '\0') && v < 64) {
+                                *ret = (unsigned)v;
+                                return 0;
+                        }
+                }
+        }
+        /* No /proc (or an odd value): ask the kernel which bounding-set bits it knows. */
+        for (unsigned cap = 0; cap < 64; cap++) {
+                if (prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0) < 0) {
+                        if (errno != EINVAL || cap == 0)
+                                return negative_errno();
+                        *ret = cap - 1;
+                        return 0;
+                }
+        }
+        return -EOVERFLOW;
+}
+
+int restrict_prepare(const qdm_restrict *r, restrict_plan *ret_plan, const char **ret_reason)
+{
+        restrict_plan plan = {.mode = QDM_RESTRICT_NONE};
+        const char *reason = NULL;
+        int k;
+
+        assert_return(ret_plan, -EINVAL);
+
+        if (!r || r->mode == QDM_RESTRICT_NONE) {
+                *ret_plan = plan;
+                return 0;
+        }
+        switch (r->mode) {
+        case QDM_RESTRICT_QEMU:
+                break;
+        case QDM_RESTRICT_JAIL:
+                reason = "jail mode is not implemented yet";
+                k = -EOPNOTSUPP;
+                goto fail;
+        default:
+                reason = "unknown restriction mode";
+                k = -EINVAL;
+                goto fail;
+        }
+
+        plan.mode = r->mode;
+        const struct {
+                int resource;
+                rlim_t value;
+        } limits[] = {
+                {RLIMIT_FSIZE, r->rlimits.fsize},       {RLIMIT_CORE, r->rlimits.core},
+                {RLIMIT_MSGQUEUE, r->rlimits.msgqueue}, {RLIMIT_LOCKS, r->rlimits.locks},
+                {RLIMIT_MEMLOCK, r->rlimits.memlock},   {RLIMIT_NOFILE, r->rlimits.nofile},
+        };
+        static_assert(ELEMENTSOF(limits) <= RESTRICT_MAX_RLIMITS, "plan too small");
+        for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
+                if (limits[i].value == RLIM_INFINITY)
+                        continue;
+                plan.rlimits[plan.n_rlimits].resource = limits[i].resource;
+                plan.rlimits[plan.n_rlimits].value = limits[i].value;
+                plan.n_rlimits++;
+        }
+
+        k = read_cap_last(&plan.cap_last);
+        if (k < 0) {
+                reason = "cannot determine the kernel's last capability";
+                goto fail;
+        }
+        plan.keep_caps = RESTRICT_QEMU_KEEP_CAPS;
+        *ret_plan = plan;
+        return 0;
+
+fail:
+        if (ret_reason)
+                *ret_reason = reason;
+        return k;
+}
+
+/* ---- between fork and exec: async-signal-safe only ------------------------------------- */
+
+static int child_fail(int step, int detail, int *ret_step, int *ret_detail)
+{
+        int r = negative_errno();
+        *ret_step = step;
+        *ret_detail = detail;
+        return r;
+}
+
+int restrict_apply_child(const restrict_plan *p, int *ret_step, int *ret_detail)
+{
+        if (p->mode == QDM_RESTRICT_NONE)
+                return 0;
+        if (p->mode != QDM_RESTRICT_QEMU) {
+                *ret_step = RESTRICT_STEP_NONE;
+                *ret_detail = 0;
+                return -EINVAL;
+        }
+
+        /* Our own mount and IPC namespaces, with nothing propagating back to the host's. */
+        if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0)
+                return child_fail(RESTRICT_STEP_UNSHARE, 0, ret_step, ret_detail);
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return child_fail(RESTRICT_STEP_MOUNT_PRIVATE, 0, ret_step, ret_detail);
+
+        /* soft = hard = the configured value, but never above the inherited hard limit:
+         * raising it needs CAP_SYS_RESOURCE (containers often lack it), and a stricter
+         * inherited limit already is what was asked for. */
+        for (size_t i = 0; i < p->n_rlimits; i++) {
+                int res = p->rlimits[i].resource;
+                struct rlimit rl;
+                if (getrlimit((__rlimit_resource_t)res, &rl) < 0)
+                        return child_fail(RESTRICT_STEP_GETRLIMIT, res, ret_step, ret_detail);
+                rlim_t v = p->rlimits[i].value;
+                if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < v)
+                        v = rl.rlim_max;
+                rl.rlim_cur = rl.rlim_max = v;
+                if (setrlimit((__rlimit_resource_t)res, &rl) < 0)
+                        return child_fail(RESTRICT_STEP_SETRLIMIT, res, ret_step, ret_detail);
+        }
+
+        /* Inherited securebits survive exec (except KEEP_CAPS); NO_SETUID_FIXUP would let QEMU
+         * keep its capabilities across -runas, NOROOT would make it start without the ones it
+         * needs. Start from none; a locked bit makes this fail, which is what we want. */
+        int sb = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+        if (sb < 0 || (sb != 0 && prctl(PR_SET_SECUREBITS, 0, 0, 0, 0) < 0))
+                return child_fail(RESTRICT_STEP_SECUREBITS, sb, ret_step, ret_detail);
+
+        /* The bounding set caps what root gets at exec: after this QEMU starts with exactly
+         * keep_caps in its permitted and effective sets. */
+        for (unsigned cap = 0; cap <= p->cap_last; cap++) {
+                if (cap < 64 && (p->keep_caps & (UINT64_C(1) << cap)))
+                        continue;
+                if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) < 0)
+                        return child_fail(RESTRICT_STEP_CAPBSET_DROP, (int)cap, ret_step,
+                                          ret_detail);
+        }
+
+        /* Ambient and inheritable capabilities would survive exec beside the bounding set.
+         * EINVAL: a kernel without ambient capabilities (< 4.3) has none to clear. */
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                return child_fail(RESTRICT_STEP_AMBIENT_CLEAR, 0, ret_step, ret_detail);
+        struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+        struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+        if (syscall(SYS_capget, &hdr, data) < 0)
+                return child_fail(RESTRICT_STEP_CAPGET, 0, ret_step, ret_detail);
+        for (size_t i = 0; i < ELEMENTSOF(data); i++)
+                data[i].inheritable = 0;
+        if (syscall(SYS_capset, &hdr, data) < 0)
+                return child_fail(RESTRICT_STEP_CAPSET, 0, ret_step, ret_detail);
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return child_fail(RESTRICT_STEP_NO_NEW_PRIVS, 0, ret_step, ret_detail);
+        return 0;
+}
+
+/* ---- back in the parent ------------------------------------------------------------------ */
+
+const char *restrict_describe_step(int step, int detail, char *buf, size_t size)
+{
+        const char *rl = detail >= 0 && (size_t)detail < ELEMENTSOF(rlimit_names)
+                                 ? rlimit_names[detail]
+                                 : NULL;
+        const char *cap =
+                detail >= 0 && (size_t)detail < ELEMENTSOF(cap_names) ? cap_names[detail] : NULL;
+
+        switch ((restrict_step)step) {
+        case RESTRICT_STEP_UNSHARE:
+                snprintf(buf, size, "unshare(CLONE_NEWNS|CLONE_NEWIPC)");
+                break;
+        case RESTRICT_STEP_MOUNT_PRIVATE:
+                snprintf(buf, size, "mount(\"/\", MS_REC|MS_PRIVATE)");
+                break;
+        case RESTRICT_STEP_GETRLIMIT:
+        case RESTRICT_STEP_SETRLIMIT:
+                if (rl)
+                        snprintf(buf, size, "%s(%s)",
+                                 step == RESTRICT_STEP_GETRLIMIT ? "getrlimit" : "setrlimit", rl);
+                else
+                        snprintf(buf, size, "%s(%d)",
+                                 step == RESTRICT_STEP_GETRLIMIT ? "getrlimit" : "setrlimit",
+                                 detail);
+                break;
+        case RESTRICT_STEP_SECUREBITS:
+                snprintf(buf, size, "prctl(PR_SET_SECUREBITS, 0) (securebits were %#x)",
+                         (unsigned)detail);
+                break;
+        case RESTRICT_STEP_CAPBSET_DROP:
+                if (cap)
+                        snprintf(buf, size, "prctl(PR_CAPBSET_DROP, %s)", cap);
+                else
+                        snprintf(buf, size, "prctl(PR_CAPBSET_DROP, %d)", detail);
+                break;
+        case RESTRICT_STEP_AMBIENT_CLEAR:
+                snprintf(buf, size, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+                break;
+        case RESTRICT_STEP_CAPGET:
+                snprintf(buf, size, "capget()");
+                break;
+        case RESTRICT_STEP_CAPSET:
+                snprintf(buf, size, "capset(inheritable = 0)");
+                break;
+        case RESTRICT_STEP_NO_NEW_PRIVS:
+                snprintf(buf, size, "prctl(PR_SET_NO_NEW_PRIVS)");
+                break;
+        case RESTRICT_STEP_NONE:
+        case _RESTRICT_STEP_MAX:
+        default:
+                snprintf(buf, size, "restriction");
+                break;
+        }
+        return buf;
+}
+
+int restrict_make_empty_root(const char *path)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        assert_return(path && *path, -EINVAL);
+
+        if (geteuid() != 0)
+                return -EPERM;
+        /* mkdir's mode is already minimal; the fchmod below is what guarantees 0000, also for
+         * an existing directory and against a setgid parent (which would make ours setgid). */
+        if (mkdir(path, 0000) < 0 && errno != EEXIST)
+                return negative_errno();
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ELOOP ? -ENOTDIR : negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (st.st_uid != 0)
+                return -EEXIST;
+
+        /* Empty: QEMU must find nothing at all inside its root. */
+        int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return negative_errno();
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                safe_close(dfd);
+                return negative_errno();
+        }
+        int r = 0;
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                r = negative_errno();
+                        break;
+                }
+                if (!streq_ptr(de->d_name, ".") && !streq_ptr(de->d_name, "..")) {
+                        r = -ENOTEMPTY;
+                        break;
+                }
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+
+        if (st.st_gid != 0 && fchown(fd, 0, 0) < 0)
+                return negative_errno();
+        if (fchmod(fd, 0000) < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if ((st.st_mode & 07777) != 0 || st.st_uid != 0 || st.st_gid != 0)
+                return -EIO;
+        return 0;
+}
+
+/* ---- uids ---------------------------------------------------------------------------------- */
+
+/* >0 if some account has uid ID or some group has gid ID, 0 if neither, <0 on lookup error.
+ * The _r variants tell "no such entry" (result NULL, return 0 or one of the errnos POSIX lets
+ * NSS modules use for it) from a failed lookup, which must not read as "free". */
+static int id_is_account(uid_t id)
+{
+        long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+        size_t size = hint > 0 ? (size_t)hint : 16384;
+
+        for (int which = 0; which < 2; which++) {
+                for (;;) {
+                        _cleanup_free_ char *buf = malloc(size);
+                        struct passwd pw, *pwr = NULL;
+                        struct group gr, *grr = NULL;
+                        int e;
+
+                        if (!buf)
+                                return -ENOMEM;
+                        if (which == 0)
+                                e = getpwuid_r(id, &pw, buf, size, &pwr);
+                        else
+                                e = getgrgid_r((gid_t)id, &gr, buf, size, &grr);
+                        if (e == ERANGE && size < 1024 * 1024) {
+                                size *= 2;
+                                continue;
+                        }
+                        if (e == 0 && (pwr || grr))
+                                return 1;
+                        if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM)
+                                break;
+                        return -e;
+                }
+        }
+        return 0;
+}
+
+/* >0 if any process (zombies included) has ID among its uids or gids. */
+static int id_used_by_process(uid_t id)
+{
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0;
+        int r = proc_list_pids(&pids, &n);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                proc_status st;
+                r = proc_status_read(pids[i], &st);
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                for (int k = 0; k < _PROC_ID_MAX; k++)
+                        if (st.uid[k] == id || st.gid[k] == (gid_t)id)
+                                return 1;
+        }
+        return 0;
+}
+
+/* 1 if FD now holds the right lock on uid ID and ID is usable, 0 if not, <0 on error. The lock
+ * is taken before the /proc check so that no other qdm can start a process of ID between our
+ * check and our use of it. */
+static int uid_lock(int fd, uid_t id, bool share)
+{
+        int r;
+
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK)
+                        return negative_errno();
+                if (!share)
+                        return 0;
+                /* Held: join it if the holders are sharers, not if one holds it exclusively. */
+                if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+                        return errno == EWOULDBLOCK ? 0 : negative_errno();
+                return 1;
+        }
+        /* Nobody else holds it, so any process of ID is a stranger or a leftover. */
+        r = id_used_by_process(id);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        /* A downgrade is not atomic; an exclusive allocator slipping in makes this fail. */
+        if (share && flock(fd, LOCK_SH | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? 0 : negative_errno();
+        return 1;
+}
+
+int uid_alloc(const char *lock_dir, uid_t min, uid_t max, bool share, uid_t *ret_uid,
+              int *ret_lock_fd)
+{
+        _cleanup_close_ int dfd = -1;
+
+        assert_return(lock_dir && *lock_dir, -EINVAL);
+        assert_return(min <= max, -EINVAL);
+        assert_return(ret_uid && ret_lock_fd, -EINVAL);
+
+        dfd = open(lock_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return negative_errno();
+
+        for (uint64_t u = min; u <= max; u++) {
+                uid_t id = (uid_t)u;
+                char name[32];
+                _cleanup_close_ int fd = -1;
+                int r;
+
+                if (id == 0 || id == (uid_t)-1)
+                        continue;
+                r = id_is_account(id);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+
+                snprintf(name, sizeof(name), "uid-%u.lock", (unsigned)id);
+                fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return negative_errno();
+                r = uid_lock(fd, id, share);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        *ret_uid = id;
+                        *ret_lock_fd = TAKE_FD(fd);
+                        return 0;
+                }
+        }
+        return -ENOSPC;
+}
+
+/* Fork a helper that becomes UID and sends kill(-1, SIGKILL). Signals stay blocked in it so
+ * that no handler of the host program runs in the helper. */
+static int kill_as_uid(uid_t uid)
+{
+        sigset_t all, saved;
+        int status;
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        pid_t pid = fork();
+        if (pid == 0) {
+                if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+                    syscall(SYS_setresgid, (gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
+                    syscall(SYS_setresuid, uid, uid, uid) < 0)
+                        _exit(10);
+                /* ESRCH: nothing of UID to kill. */
+                if (kill(-1, SIGKILL) < 0 && errno != ESRCH)
+                        _exit(11);
+                _exit(0);
+        }
+        int saved_errno = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (pid < 0)
+                return -saved_errno;
+
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (!WIFEXITED(status))
+                return -EIO;
+        switch (WEXITSTATUS(status)) {
+        case 0:
+                return 0;
+        case 10:
+                return -EPERM;
+        default:
+                return -EIO;
+        }
+}
+
+static bool status_has_uid(const proc_status *st, uid_t uid)
+{
+        return st->uid[PROC_ID_REAL] == uid || st->uid[PROC_ID_EFFECTIVE] == uid ||
+               st->uid[PROC_ID_SAVED] == uid;
+}
+
+/* Count live processes of UID; SIGKILL each through a pidfd. The pidfd pins the pid, so the
+ * status read after opening it is the status of the process we signal, not of a successor
+ * that reused the number. */
+static int kill_remaining(uid_t uid, size_t *ret_live)
+{
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0, live = 0;
+        int r = proc_list_pids(&pids, &n);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                proc_status st;
+                r = proc_status_read(pids[i], &st);
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                if (!status_has_uid(&st, uid) || st.state == 'Z' || st.state == 'X')
+                        continue;
+
+                _cleanup_close_ int pidfd = pidfd_open(pids[i], 0);
+                if (pidfd < 0) {
+                        if (errno == ESRCH)
+                                continue;
+                        return negative_errno();
+                }
+                r = proc_status_read(pids[i], &st);
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                if (!status_has_uid(&st, uid) || st.state == 'Z' || st.state == 'X')
+                        continue;
+                live++;
+                if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+                        return negative_errno();
+        }
+        *ret_live = live;
+        return 0;
+}
+
+int uid_kill_all(uid_t uid)
+{
+        assert(uid != 0);
+        assert_return(uid != 0 && uid != (uid_t)-1, -EINVAL);
+
+        uint64_t deadline = usec_add(now_usec(), UID_KILL_ALL_TIMEOUT_USEC);
+        for (unsigned attempt = 0;; attempt++) {
+                size_t live = 0;
+                int r = kill_as_uid(uid);
+                if (r < 0)
+                        return r;
+                r = kill_remaining(uid, &live);
+                if (r < 0)
+                        return r;
+                if (live == 0)
+                        return 0;
+                if (now_usec() >= deadline)
+                        return -ETIMEDOUT;
+                /* SIGKILLed processes take a moment to become zombies. */
+                usleep(attempt < 20 ? 1000 : 10000);
+        }
+}
