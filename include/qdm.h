@@ -253,6 +253,11 @@ const char *qdm_config_get_name(const qdm_config *config);
  * ------------------------------------------------------------------------------------------ */
 typedef struct qdm_dm qdm_dm;
 
+/* Restricted device models take their uid from a range; the locks that keep two live device
+ * models off one uid are host-wide, whatever run directory each uses. */
+#define QDM_DEFAULT_RUN_DIR "/run/qdm"
+#define QDM_UID_LOCK_DIR    QDM_DEFAULT_RUN_DIR "/.uids"
+
 typedef enum qdm_dm_state {
         QDM_DM_NEW,
         QDM_DM_SPAWNING,

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,6 +155,14 @@ int cmd_create(const cli_globals *g, int argc, char **argv)
         if (r != 0)
                 return r > 0 ? r : EXIT_FAILED;
         _cleanup_free_ char *dir = rundir_path(run_dir, name, NULL);
+        _cleanup_free_ char *sock = rundir_path(run_dir, name, SOCKET_FILE);
+        if (sock && strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+                return cli_error(EXIT_USAGE,
+                                 "%s: the control socket %s would be %zu bytes long, more than a "
+                                 "UNIX socket path can hold (%zu): use a shorter name or run "
+                                 "directory",
+                                 file, sock, strlen(sock),
+                                 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
         struct stat st;
         if (dir && lstat(dir, &st) == 0)
                 return cli_error(EXIT_FAILED,

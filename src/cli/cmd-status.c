@@ -52,7 +52,8 @@ static void view_build(control *c, bool query, view *v)
         v->state = s->state;
         if (!v->qemu_alive && !s->ended && !streq_ptr(s->state, "starting"))
                 v->state = "exited"; /* killed behind qdm's back, with no supervisor to tell */
-        if (!query || !v->qemu_alive)
+        /* While starting, the supervisor holds the monitor: the record is the answer. */
+        if (!query || !v->qemu_alive || streq_ptr(s->state, "starting"))
                 return;
         /* A quiet failure here only costs the live status; the record still answers. */
         if (control_connect(c, STATUS_QUERY_USEC) != 0)

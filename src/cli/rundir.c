@@ -53,7 +53,7 @@ int rundir_resolve(const cli_globals *g, bool create, char **ret_path)
         if (g->run_dir && *g->run_dir)
                 path = strdup(g->run_dir);
         else if (geteuid() == 0)
-                path = strdup("/run/qdm");
+                path = strdup(QDM_DEFAULT_RUN_DIR);
         else {
                 const char *xdg = getenv("XDG_RUNTIME_DIR");
                 if (!xdg || xdg[0] != '/')

@@ -562,7 +562,7 @@ QDM_EXPORT int qdm_dm_new(qdm_ctx *ctx, qdm_config *config, const char *run_dir,
             asprintf(&dm->dir, "%s/%s", run_dir, dm->model->name) < 0 ||
             asprintf(&dm->socket_path, "%s/%s", dm->dir, CONTROL_SOCKET_NAME) < 0 ||
             asprintf(&dm->chroot_dir, "%s/%s", dm->dir, CHROOT_NAME) < 0 ||
-            asprintf(&dm->uid_dir, "%s/.uids", run_dir) < 0 ||
+            asprintf(&dm->uid_dir, "%s", QDM_UID_LOCK_DIR) < 0 ||
             asprintf(&dm->cache_dir, "%s/.cache", run_dir) < 0) {
                 dm->ctx = qdm_ctx_ref(ctx);
                 qdm_dm_unref(dm);
@@ -725,7 +725,15 @@ static int start_spawn(qdm_dm *dm)
         r = ensure_private_dir(dm, dm->cache_dir);
         if (r < 0)
                 return r;
-        r = qemu_probe_get(m->qemu, dm->cache_dir, &probe, &why);
+        /* The probe runs inside the start's deadline: a binary that hangs fails it in time. */
+        uint64_t now = now_usec(), deadline = usec_add(dm->start_begin, dm->start_timeout);
+        r = qemu_probe_get(m->qemu, dm->cache_dir, deadline > now ? deadline - now : 1, &probe,
+                           &why);
+        if (r == -ETIMEDOUT && now_usec() >= deadline) {
+                set_error(dm, "QEMU was not ready within %llu ms (stuck while probing %s)",
+                          (unsigned long long)(dm->start_timeout / USEC_PER_MSEC), m->qemu);
+                return r;
+        }
         if (r < 0) {
                 set_error(dm, "%s", why ? why : strerror(-r));
                 return r;
@@ -743,7 +751,11 @@ static int start_spawn(qdm_dm *dm)
         dm->dir_created = true;
 
         if (m->restrict_.mode != QDM_RESTRICT_NONE) {
-                r = ensure_private_dir(dm, dm->uid_dir);
+                /* Host-wide, whatever the run directory: two run directories must never hand
+                 * out the same uid (destroying one would kill the other's QEMU). */
+                r = ensure_private_dir(dm, QDM_DEFAULT_RUN_DIR);
+                if (r >= 0)
+                        r = ensure_private_dir(dm, dm->uid_dir);
                 if (r < 0)
                         return r;
                 r = uid_alloc(dm->uid_dir, m->restrict_.uid_min, m->restrict_.uid_max,

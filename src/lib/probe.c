@@ -195,7 +195,33 @@ static void quit_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *use
         p->pending--;
 }
 
-static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
+/* What a QEMU that failed the probe said: the end of its stderr, control characters masked
+ * (QEMU is untrusted input for the caller's terminal too). */
+static char *read_tail(int fd)
+{
+        char buf[2048];
+        size_t n = 0;
+        for (;;) {
+                ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+                if (n == sizeof(buf) - 1) { /* keep the end: QEMU's last words matter most */
+                        memmove(buf, buf + n / 2, n - n / 2);
+                        n -= n / 2;
+                }
+        }
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+                n--;
+        buf[n] = '\0';
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t')
+                        buf[i] = '?';
+        return strdup(buf);
+}
+
+static int probe_binary(const char *binary, uint64_t timeout_usec, qemu_probe *ret,
+                        char **ret_error)
 {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -219,7 +245,13 @@ static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
                               "chardev=probe,mode=control",
                               NULL};
         char *const envp[] = {NULL};
-        const spawn_fd plan[] = {{devnull, 1}, {devnull, 2}, {theirs, 3}};
+        int err[2];
+        if (pipe2(err, O_CLOEXEC) < 0)
+                return negative_errno();
+        _cleanup_close_ int err_ours = err[0], err_theirs = err[1];
+        if (fcntl(err_ours, F_SETFL, O_NONBLOCK) < 0)
+                return negative_errno();
+        const spawn_fd plan[] = {{err_theirs, 1}, {err_theirs, 2}, {theirs, 3}};
         spawn_params sp = {
                 .path = binary,
                 .argv = argv,
@@ -235,6 +267,7 @@ static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
                 return r;
         _cleanup_close_ int pidfd = pidfd_raw;
         theirs = safe_close(theirs);
+        err_theirs = safe_close(err_theirs);
 
         /* A private context: probing must not dispatch the caller's objects. */
         qdm_ctx *ctx = NULL;
@@ -245,8 +278,9 @@ static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
                 r = qdm_qmp_new(ctx, &qmp);
         if (r >= 0)
                 r = qdm_qmp_adopt_fd(qmp, TAKE_FD(ours));
+        uint64_t deadline = usec_add(now_usec(), timeout_usec);
         if (r >= 0) {
-                r = qdm_qmp_wait_ready(qmp, PROBE_TIMEOUT_USEC);
+                r = qdm_qmp_wait_ready(qmp, timeout_usec);
                 if (r >= 0)
                         r = qdm_qmp_get_version(qmp, &run.result.major, &run.result.minor,
                                                 &run.result.micro);
@@ -265,9 +299,10 @@ static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
                         {"query-command-line-options", run_with, run_with_cb},
                         {"quit", NULL, quit_cb},
                 };
+                uint64_t now = now_usec(), left = deadline > now ? deadline - now : 1;
                 for (size_t i = 0; i < ELEMENTSOF(steps) && r >= 0; i++) {
-                        r = qmp_client_send(qmp, steps[i].command, steps[i].args, NULL, 0,
-                                            PROBE_TIMEOUT_USEC, steps[i].fn, &run, NULL);
+                        r = qmp_client_send(qmp, steps[i].command, steps[i].args, NULL, 0, left,
+                                            steps[i].fn, &run, NULL);
                         if (r >= 0)
                                 run.pending++;
                 }
@@ -278,25 +313,34 @@ static int probe_binary(const char *binary, qemu_probe *ret, char **ret_error)
                 if (r >= 0)
                         r = run.error;
         }
+        /* It quits by itself after "quit". If anything went wrong, kill it before letting go
+         * of the monitor (R3: a connection with commands outstanding closes only once its QEMU
+         * is gone), then say how it ended and what it said: a QEMU that cannot start at all
+         * (a missing library, a bad binary) fails here first. */
+        if (r < 0)
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
         qdm_qmp_unref(qmp);
         (void)qdm_ctx_flush(ctx, PROBE_TIMEOUT_USEC);
         qdm_ctx_unref(ctx);
-
-        /* It quits by itself after "quit"; if anything went wrong, make sure it is gone. */
+        siginfo_t si = {0};
+        bool died_by_itself = spawn_reap(pidfd, &si) >= 0 &&
+                              !(si.si_code == CLD_KILLED && si.si_status == SIGKILL && r < 0);
+        if (r < 0 && ret_error) {
+                _cleanup_free_ char *how = died_by_itself ? spawn_describe_exit(&si) : NULL;
+                _cleanup_free_ char *words = read_tail(err_ours);
+                if (asprintf(ret_error, "probing %s failed: %s%s%s%s", binary, how ? "QEMU " : "",
+                             how ? how : strerror(-r), words && *words ? ": " : "",
+                             words ? words : "") < 0)
+                        *ret_error = NULL;
+        }
         if (r < 0)
-                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        siginfo_t si;
-        (void)spawn_reap(pidfd, &si);
-        if (r < 0 && ret_error &&
-            asprintf(ret_error, "probing %s over QMP failed: %s", binary, strerror(-r)) < 0)
-                *ret_error = NULL;
-        if (r < 0)
-                return r;
+                return died_by_itself ? -ESRCH : r;
         *ret = run.result;
         return 0;
 }
 
-int qemu_probe_get(const char *binary, const char *cache_dir, qemu_probe *ret, char **ret_error)
+int qemu_probe_get(const char *binary, const char *cache_dir, uint64_t timeout_usec,
+                   qemu_probe *ret, char **ret_error)
 {
         struct stat st;
         if (stat(binary, &st) < 0) {
@@ -318,7 +362,9 @@ int qemu_probe_get(const char *binary, const char *cache_dir, qemu_probe *ret, c
                 return 0;
 
         qemu_probe p;
-        int r = probe_binary(binary, &p, ret_error);
+        if (timeout_usec > PROBE_TIMEOUT_USEC)
+                timeout_usec = PROBE_TIMEOUT_USEC;
+        int r = probe_binary(binary, timeout_usec, &p, ret_error);
         if (r < 0)
                 return r;
         if (file)

@@ -19,6 +19,8 @@ typedef struct qemu_probe {
 /* Name:    qemu_probe_get
  * Desc:    What `binary` (an absolute path) supports. Blocking: on a cache miss it runs a
  *          throwaway QEMU for about 50 ms on a private context. cache_dir (may be NULL: no
- *          cache) must be a directory only trusted users can write.
+ *          cache) must be a directory only trusted users can write. timeout_usec bounds a
+ *          probe (at most 15 s): callers pass what is left of their own deadline.
  * Returns: 0, or a negative errno with *ret_error (may be NULL) describing the failure. */
-int qemu_probe_get(const char *binary, const char *cache_dir, qemu_probe *ret, char **ret_error);
+int qemu_probe_get(const char *binary, const char *cache_dir, uint64_t timeout_usec,
+                   qemu_probe *ret, char **ret_error);
