@@ -920,6 +920,8 @@ static int parse_rlimits(json_object *obj, qdm_rlimits *rl, char **ret_error)
                 r = parse_rlimit(v, parent, key, dst, ret_error);
                 if (r < 0)
                         return r;
+                if (dst == &rl->fsize)
+                        rl->fsize_set = true;
         }
         return 0;
 }
@@ -1166,6 +1168,22 @@ static int parse_root(json_object *root, qdm_model *m, char **ret_error)
                 return fail(ret_error, NULL, "initrd", "requires \"kernel\"");
         if (m->append && !m->kernel)
                 return fail(ret_error, NULL, "append", "requires \"kernel\"");
+        /* RLIMIT_FSIZE kills a process that writes past that offset of any regular file (block
+         * devices are exempt), so libxl's 256 KiB cannot stand beside a writable file-backed
+         * disk: such a disk makes the default "unlimited", and asking for a limit is an error. */
+        for (size_t i = 0; i < m->n_disks; i++) {
+                if (m->disks[i].readonly || m->disks[i].block_device)
+                        continue;
+                if (!m->restrict_.rlimits.fsize_set)
+                        m->restrict_.rlimits.fsize = RLIM_INFINITY;
+                else if (m->restrict_.rlimits.fsize != RLIM_INFINITY &&
+                         m->restrict_.mode != QDM_RESTRICT_NONE)
+                        return fail(ret_error, "restrict.rlimits", "fsize",
+                                    "QEMU would be killed once the guest writes past byte %llu "
+                                    "of disks[%zu], a writable file: use \"unlimited\" or make "
+                                    "the disk readonly",
+                                    (unsigned long long)m->restrict_.rlimits.fsize, i);
+        }
         /* The mode may come after extra_args in the document: check them now that it is known. */
         for (size_t i = 0; i < m->n_extra_args; i++) {
                 char parent[48];

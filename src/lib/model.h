@@ -40,6 +40,7 @@ typedef struct qdm_rlimits {
         rlim_t locks;    /* default 0 */
         rlim_t memlock;  /* default 0 */
         rlim_t nofile;   /* default RLIM_INFINITY (inherited) */
+        bool fsize_set;  /* fsize came from the configuration, not the default */
 } qdm_rlimits;
 
 typedef struct qdm_restrict {

@@ -819,6 +819,30 @@ static void test_block_device(void **state)
         qdm_config_free(c);
 }
 
+/* RLIMIT_FSIZE kills a writer past that offset of a regular file: a writable file-backed disk
+ * lifts the default, and an explicit limit beside one is refused. */
+static void test_fsize_and_writable_disks(void **state)
+{
+        qdm_config *c = parse_ok("{'name':'a','disks':[{'path':'@D@/root.raw'}]}");
+        assert_true(qdm_config_model(c)->restrict_.rlimits.fsize == RLIM_INFINITY);
+        qdm_config_free(c);
+        c = parse_ok("{'name':'a','disks':[{'path':'@D@/root.raw','readonly':true}]}");
+        assert_int_equal(qdm_config_model(c)->restrict_.rlimits.fsize, 256 * 1024);
+        qdm_config_free(c);
+        c = parse_ok("{'name':'a','disks':[{'path':'@D@/root.raw'}],"
+                     "'restrict':{'rlimits':{'fsize':'unlimited'}}}");
+        assert_true(qdm_config_model(c)->restrict_.rlimits.fsize == RLIM_INFINITY);
+        qdm_config_free(c);
+        expect_error("{'name':'a','restrict':{'rlimits':{'fsize':262144}},"
+                     "'disks':[{'path':'@D@/root.raw'}]}",
+                     "restrict.rlimits.fsize: QEMU would be killed once the guest writes past "
+                     "byte 262144 of disks[0]");
+        /* Unrestricted, rlimits are not applied at all: nothing to refuse. */
+        c = parse_ok("{'name':'a','restrict':{'mode':'none','rlimits':{'fsize':4096}},"
+                     "'disks':[{'path':'@D@/root.raw'}]}");
+        qdm_config_free(c);
+}
+
 static void test_restrict(void **state)
 {
         static const bad_case cases[] = {
@@ -1203,6 +1227,7 @@ int main(void)
                 cmocka_unit_test(test_kernel),
                 cmocka_unit_test(test_disks),
                 cmocka_unit_test(test_block_device),
+                cmocka_unit_test(test_fsize_and_writable_disks),
                 cmocka_unit_test(test_restrict),
                 cmocka_unit_test(test_extra_args),
                 cmocka_unit_test(test_forbidden_extra_args),
