@@ -16,14 +16,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(expr)                                                                              \
-        do {                                                                                     \
-                if (!(expr)) {                                                                   \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-                        abort();                                                                 \
-                }                                                                                \
-        } while (0)
-
 static int replay_file(const char *path)
 {
         FILE *f = fopen(path, "re");
@@ -37,7 +29,8 @@ static int replay_file(const char *path)
                 if (len == cap) {
                         cap = cap ? cap * 2 : 4096;
                         uint8_t *nbuf = realloc(buf, cap);
-                        CHECK(nbuf);
+                        if (!nbuf)
+                                abort();
                         buf = nbuf;
                 }
                 size_t n = fread(buf + len, 1, cap - len, f);

@@ -70,38 +70,19 @@ static void view_build(control *c, bool query, view *v)
         v->state = state_from_status(v->qemu_status, v->state);
 }
 
+/* The record as written by the supervisor, with what is true now laid over it. */
 static json_object *view_json(const control *c, const view *v)
 {
         const dm_state *s = &c->record;
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "name", json_object_new_string(s->name));
+        json_object *o = dm_state_to_json(s);
         json_object_object_add(o, "state", json_object_new_string(v->state));
         json_object_object_add(o, "qemu_status",
                                v->qemu_status ? json_object_new_string(v->qemu_status) : NULL);
-        json_object_object_add(o, "qemu_pid", json_object_new_int(s->qemu.pid));
         json_object_object_add(o, "qemu_alive", json_object_new_boolean(v->qemu_alive));
-        json_object_object_add(o, "supervisor_pid", json_object_new_int(s->supervisor.pid));
         json_object_object_add(o, "supervisor_alive", json_object_new_boolean(v->supervisor_alive));
-        json_object_object_add(o, "uid", json_object_new_int64(s->uid));
-        json_object_object_add(o, "gid", json_object_new_int64(s->gid));
-        json_object_object_add(o, "restrict", json_object_new_string(s->restrict_));
-        if (s->machine)
-                json_object_object_add(o, "machine", json_object_new_string(s->machine));
-        if (s->accel)
-                json_object_object_add(o, "accel", json_object_new_string(s->accel));
         uint64_t now = (uint64_t)time(NULL);
         json_object_object_add(o, "uptime_sec",
                                json_object_new_uint64(now > s->created ? now - s->created : 0));
-        json_object_object_add(o, "ready_usec", json_object_new_uint64(s->ready_usec));
-        if (s->ended) {
-                if (s->exit_signal > 0)
-                        json_object_object_add(o, "exit_signal",
-                                               json_object_new_int(s->exit_signal));
-                else
-                        json_object_object_add(o, "exit_code", json_object_new_int(s->exit_code));
-        }
-        if (s->end_reason)
-                json_object_object_add(o, "end_reason", json_object_new_string(s->end_reason));
         return o;
 }
 

@@ -313,11 +313,11 @@ int dm_state_read(const char *run_dir, const char *name, dm_state *ret)
         return dm_state_parse(buf, (size_t)n, name, ret);
 }
 
-int dm_state_write(const char *run_dir, const dm_state *s)
+json_object *dm_state_to_json(const dm_state *s)
 {
         json_object *o = json_object_new_object();
         if (!o)
-                return -ENOMEM;
+                return NULL;
         json_object_object_add(o, "name", json_object_new_string(s->name));
         json_object_object_add(o, "state", json_object_new_string(s->state));
         json_object_object_add(o, "restrict", json_object_new_string(s->restrict_));
@@ -350,6 +350,14 @@ int dm_state_write(const char *run_dir, const dm_state *s)
         }
         if (s->end_reason)
                 json_object_object_add(o, "end_reason", json_object_new_string(s->end_reason));
+        return o;
+}
+
+int dm_state_write(const char *run_dir, const dm_state *s)
+{
+        json_object *o = dm_state_to_json(s);
+        if (!o)
+                return -ENOMEM;
         const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 
         _cleanup_free_ char *path = rundir_path(run_dir, s->name, STATE_FILE);

@@ -84,6 +84,8 @@ void dm_state_done(dm_state *s);
 int dm_state_read(const char *run_dir, const char *name, dm_state *ret);
 /* The same from a buffer (no trust checks on where it came from). */
 int dm_state_parse(const char *buf, size_t len, const char *name, dm_state *ret);
+/* The record as JSON (what state.json holds); NULL on allocation failure. */
+struct json_object *dm_state_to_json(const dm_state *s);
 /* Write it by rename (state.json.tmp -> state.json), mode 0600. */
 int dm_state_write(const char *run_dir, const dm_state *s);
 
