@@ -82,9 +82,9 @@ int qmp_wire_feed(qmp_wire *w, const void *data, size_t size);
 int qmp_wire_next(qmp_wire *w, qmp_msg **ret_msg);
 
 bool qmp_wire_greeted(const qmp_wire *w);
-uint64_t qmp_wire_skipped(const qmp_wire *w);   /* lines skipped before the greeting */
-uint64_t qmp_wire_rejected(const qmp_wire *w);  /* lines reported as errors by qmp_wire_next */
-size_t qmp_wire_buffered(const qmp_wire *w);    /* bytes held waiting for a newline */
+uint64_t qmp_wire_skipped(const qmp_wire *w);  /* lines skipped before the greeting */
+uint64_t qmp_wire_rejected(const qmp_wire *w); /* lines reported as errors by qmp_wire_next */
+size_t qmp_wire_buffered(const qmp_wire *w);   /* bytes held waiting for a newline */
 
 void qmp_msg_free(qmp_msg *m);
 
@@ -93,8 +93,8 @@ void qmp_msg_free(qmp_msg *m);
  * args may be NULL (no "arguments" member) and must otherwise be a JSON object; id must be
  * non-NULL. Neither is consumed. Returns 0 and a malloc'd buffer + length, or -EINVAL/-ENOMEM.
  */
-int qmp_wire_format_command(const char *command, json_object *args, json_object *id,
-                            char **ret_buf, size_t *ret_len);
+int qmp_wire_format_command(const char *command, json_object *args, json_object *id, char **ret_buf,
+                            size_t *ret_len);
 
 /* Parse a JSON text strictly with the same limits (used for caller-supplied arguments).
  * Returns 0 and a new reference, or the same negative errors as qmp_wire_next. */

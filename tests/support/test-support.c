@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,28 @@
 
 #include "test-support.h"
 #include "util.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define QDM_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QDM_TEST_ASAN 1
+#endif
+#endif
+
+#ifdef QDM_TEST_ASAN
+size_t __sanitizer_get_current_allocated_bytes(void);
+size_t test_heap_in_use(void)
+{
+        return __sanitizer_get_current_allocated_bytes();
+}
+#else
+size_t test_heap_in_use(void)
+{
+        struct mallinfo2 mi = mallinfo2();
+        return mi.uordblks + mi.hblkhd;
+}
+#endif
 
 int test_count_fds(void)
 {

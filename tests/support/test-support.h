@@ -10,6 +10,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Bytes of heap this process has in use right now (live allocations, not RSS: sanitizers'
+ * quarantines and allocator caches would hide or fake growth in RSS). */
+size_t test_heap_in_use(void);
+
 /* Number of open fds of this process. */
 int test_count_fds(void);
 
