@@ -212,7 +212,8 @@ int cmd_list(const cli_globals *g, int argc, char **argv)
         }
         if (d)
                 closedir(d);
-        qsort(names, n, sizeof(*names), compare_names);
+        if (n > 0)
+                qsort(names, n, sizeof(*names), compare_names);
 
         json_object *arr = json ? json_object_new_array() : NULL;
         if (!json)

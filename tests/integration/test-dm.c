@@ -492,9 +492,9 @@ static void test_destroy_while_starting(void **state)
 {
         fixture *f = *state;
         qdm_dm *dm = NULL;
-        assert_int_equal(qdm_dm_new(f->ctx, config_from("{\"name\": \"early\"}"), f->run_dir, &dm),
-                         0);
-        /* config_from's reference is the device model's now; drop ours. */
+        qdm_config *c = config_from("{\"name\": \"early\"}");
+        assert_int_equal(qdm_dm_new(f->ctx, c, f->run_dir, &dm), 0);
+        qdm_config_free(c); /* the device model keeps its own reference */
         done d = {0};
         assert_int_equal(qdm_dm_start(dm, on_done, &d), 0);
         assert_int_equal(qdm_dm_destroy(dm), 0);
