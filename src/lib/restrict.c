@@ -30,6 +30,17 @@
  * filter needs no CAP_SYS_ADMIN: the process has NO_NEW_PRIVS. Afterwards QEMU shows Uid/Gid 64123,
  * CapPrm = CapEff = 0, CapBnd = these four, NoNewPrivs 1, Seccomp 2.
  *
+ * Mode QDM_RESTRICT_JAIL: QEMU never runs as root. The child (created by spawn.c with
+ * clone3, in a new PID namespace when asked) unshares mount, IPC and UTS namespaces (and the
+ * network's when asked), makes every mount private, mounts a tmpfs on the device model's
+ * empty root directory (visible only in its own namespace), bind-mounts read-only exactly what
+ * jail.c found (binary, libraries, module and data files, devices, kernel), pivots into it,
+ * detaches the old root and remounts the new one read-only. Then rlimits as above, an empty
+ * bounding set (QEMU needs no capability at all: it never changes its ids), supplementary
+ * groups reduced to what the device needs (the group of /dev/kvm when KVM is used), setresgid
+ * and setresuid to the device model's ids, every capability set emptied, NO_NEW_PRIVS; QEMU
+ * then runs with -sandbox ...,elevateprivileges=deny.
+ *
  * Rlimit findings, same setup: MEMLOCK 0 does not disturb QEMU 7.2 (none, q35 with kvm and with
  * tcg, prelaunch and running); it does break "-overcommit mem-lock=on" ("mlockall: Operation
  * not permitted"), so that option needs memlock RLIM_INFINITY. LOCKS is not enforced by Linux
@@ -44,6 +55,7 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sched.h>
@@ -145,7 +157,63 @@ static int read_cap_last(unsigned *ret)
         return -EOVERFLOW;
 }
 
-int restrict_prepare(const qdm_restrict *r, restrict_plan *ret_plan, const char **ret_reason)
+/* A jail target must be a clean absolute path: the child creates its components one by one
+ * in a fresh tmpfs, where "." or ".." would lead elsewhere. */
+static bool jail_target_valid(const char *t)
+{
+        size_t len = t ? strlen(t) : 0;
+
+        if (len < 2 || len >= PATH_MAX || t[0] != '/' || t[len - 1] == '/')
+                return false;
+        for (const char *c = t; *c; c++) {
+                if (*c != '/')
+                        continue;
+                const char *n = c + 1;
+                size_t k = strcspn(n, "/");
+                if (k == 0 || (k == 1 && n[0] == '.') || (k == 2 && n[0] == '.' && n[1] == '.'))
+                        return false;
+        }
+        return true;
+}
+
+static int jail_check(const restrict_jail *j, const char **ret_reason)
+{
+        if (!j || !j->root || j->root[0] != '/' || strlen(j->root) >= PATH_MAX) {
+                *ret_reason = "jail mode needs an absolute root directory";
+                return -EINVAL;
+        }
+        if (j->uid == 0 || j->gid == 0 || j->uid == (uid_t)-1 || j->gid == (gid_t)-1) {
+                *ret_reason = "jail mode needs a uid and gid other than 0 and -1";
+                return -EINVAL;
+        }
+        if (j->n_groups > RESTRICT_MAX_GROUPS) {
+                *ret_reason = "jail mode: too many supplementary groups";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < j->n_groups; i++)
+                if (j->groups[i] == 0 || j->groups[i] == (gid_t)-1) {
+                        *ret_reason = "jail mode never gives QEMU group 0";
+                        return -EINVAL;
+                }
+        if (j->n_mounts > 0 && !j->mounts) {
+                *ret_reason = "jail mode: mounts missing";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < j->n_mounts; i++)
+                if (!j->mounts[i].source || j->mounts[i].source[0] != '/' ||
+                    !jail_target_valid(j->mounts[i].target)) {
+                        *ret_reason = "jail mode: a bind mount with a relative or unclean path";
+                        return -EINVAL;
+                }
+        if (j->hostname && strlen(j->hostname) > 64) {
+                *ret_reason = "jail mode: hostname longer than 64 bytes";
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int restrict_prepare(const qdm_restrict *r, const restrict_jail *jail, restrict_plan *ret_plan,
+                     const char **ret_reason)
 {
         restrict_plan plan = {.mode = QDM_RESTRICT_NONE};
         const char *reason = NULL;
@@ -159,11 +227,19 @@ int restrict_prepare(const qdm_restrict *r, restrict_plan *ret_plan, const char 
         }
         switch (r->mode) {
         case QDM_RESTRICT_QEMU:
+                plan.unshare_flags = CLONE_NEWNS | CLONE_NEWIPC;
+                plan.keep_caps = RESTRICT_QEMU_KEEP_CAPS;
                 break;
         case QDM_RESTRICT_JAIL:
-                reason = "jail mode is not implemented yet";
-                k = -EOPNOTSUPP;
-                goto fail;
+                k = jail_check(jail, &reason);
+                if (k < 0)
+                        goto fail;
+                plan.jail = jail;
+                plan.unshare_flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+                                     (r->unshare_net ? CLONE_NEWNET : 0);
+                plan.new_pid_ns = r->unshare_pid;
+                plan.keep_caps = 0; /* QEMU never holds a capability, not even a bounding one */
+                break;
         default:
                 reason = "unknown restriction mode";
                 k = -EINVAL;
@@ -193,7 +269,6 @@ int restrict_prepare(const qdm_restrict *r, restrict_plan *ret_plan, const char 
                 reason = "cannot determine the kernel's last capability";
                 goto fail;
         }
-        plan.keep_caps = RESTRICT_QEMU_KEEP_CAPS;
         *ret_plan = plan;
         return 0;
 
@@ -213,21 +288,128 @@ static int child_fail(int step, int detail, int *ret_step, int *ret_detail)
         return r;
 }
 
+/* mkdir -p of the directories above TARGET ("/a/b/c": a, a/b), relative to the cwd (the
+ * jail's tmpfs). A stack buffer, no allocation. */
+static int jail_mkdir_parents(const char *target)
+{
+        char buf[PATH_MAX];
+        size_t len = strlen(target);
+
+        if (len >= sizeof(buf))
+                return -ENAMETOOLONG;
+        memcpy(buf, target + 1, len); /* without the leading '/', with the NUL */
+        for (char *c = buf; *c; c++) {
+                if (*c != '/')
+                        continue;
+                *c = '\0';
+                if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                        return negative_errno();
+                *c = '/';
+        }
+        return 0;
+}
+
+/* The jail's root, in the child's own (already private) mount namespace: a tmpfs on j->root,
+ * one read-only bind per entry, then pivot_root into it and the old root detached, so no path
+ * leads back to the host's tree. The tmpfs itself ends read-only, nosuid, nodev, noexec: only
+ * the binds that need it keep exec (code) or dev (device nodes). */
+static int jail_build_root(const restrict_jail *j, int *ret_step, int *ret_detail)
+{
+        /* The tmpfs holds only empty mount points; bounded anyway. */
+        if (mount("tmpfs", j->root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=0755,size=1m,nr_inodes=4096") < 0)
+                return child_fail(RESTRICT_STEP_JAIL_TMPFS, 0, ret_step, ret_detail);
+        if (chdir(j->root) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_CHDIR, 0, ret_step, ret_detail);
+
+        for (size_t i = 0; i < j->n_mounts; i++) {
+                const restrict_mount *m = &j->mounts[i];
+                const char *rel = m->target + 1;
+                int k = jail_mkdir_parents(m->target);
+                if (k < 0) {
+                        errno = -k;
+                        return child_fail(RESTRICT_STEP_JAIL_MKDIR, (int)i, ret_step, ret_detail);
+                }
+                if (m->flags & RESTRICT_MOUNT_DIR) {
+                        if (mkdir(rel, 0755) < 0 && errno != EEXIST)
+                                return child_fail(RESTRICT_STEP_JAIL_MOUNTPOINT, (int)i, ret_step,
+                                                  ret_detail);
+                } else {
+                        int fd = open(rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                      0444);
+                        if (fd < 0)
+                                return child_fail(RESTRICT_STEP_JAIL_MOUNTPOINT, (int)i, ret_step,
+                                                  ret_detail);
+                        close(fd);
+                }
+                /* Not MS_REC: what is mounted below a bound directory on the host stays out. */
+                if (mount(m->source, rel, NULL, MS_BIND, NULL) < 0)
+                        return child_fail(RESTRICT_STEP_JAIL_BIND, (int)i, ret_step, ret_detail);
+                unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID;
+                if (!(m->flags & RESTRICT_MOUNT_DEVICE))
+                        flags |= MS_NODEV;
+                if (!(m->flags & RESTRICT_MOUNT_EXEC))
+                        flags |= MS_NOEXEC;
+                if (mount(NULL, rel, NULL, flags, NULL) < 0)
+                        return child_fail(RESTRICT_STEP_JAIL_REMOUNT, (int)i, ret_step, ret_detail);
+        }
+
+        /* pivot_root(".", ".") stacks the old root on the new one; detaching the top of "."
+         * then drops the whole host tree from this namespace (pivot_root(2), NOTES). */
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+                return child_fail(RESTRICT_STEP_JAIL_PIVOT, 0, ret_step, ret_detail);
+        if (umount2(".", MNT_DETACH) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_UMOUNT_OLD, 0, ret_step, ret_detail);
+        if (chdir("/") < 0)
+                return child_fail(RESTRICT_STEP_JAIL_CHDIR, 1, ret_step, ret_detail);
+        if (mount(NULL, "/", NULL,
+                  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_ROOT_RO, 0, ret_step, ret_detail);
+        if (j->hostname && sethostname(j->hostname, strlen(j->hostname)) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_HOSTNAME, 0, ret_step, ret_detail);
+        return 0;
+}
+
+/* Become the device model's uid for good: groups first (setgroups needs CAP_SETGID, which the
+ * uid change takes away), then the gid, then the uid. Raw syscalls: glibc's wrappers would try
+ * to synchronize threads this child does not have. With no SECBIT_KEEP_CAPS, setresuid() to a
+ * non-zero uid clears the permitted and effective sets. */
+static int jail_drop_ids(const restrict_jail *j, int *ret_step, int *ret_detail)
+{
+        if (syscall(SYS_setgroups, j->n_groups, j->n_groups > 0 ? j->groups : NULL) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_SETGROUPS, 0, ret_step, ret_detail);
+        if (syscall(SYS_setresgid, j->gid, j->gid, j->gid) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_SETRESGID, (int)j->gid, ret_step, ret_detail);
+        if (syscall(SYS_setresuid, j->uid, j->uid, j->uid) < 0)
+                return child_fail(RESTRICT_STEP_JAIL_SETRESUID, (int)j->uid, ret_step, ret_detail);
+        return 0;
+}
+
 int restrict_apply_child(const restrict_plan *p, int *ret_step, int *ret_detail)
 {
         if (p->mode == QDM_RESTRICT_NONE)
                 return 0;
-        if (p->mode != QDM_RESTRICT_QEMU) {
+        if ((p->mode != QDM_RESTRICT_QEMU && p->mode != QDM_RESTRICT_JAIL) ||
+            (p->mode == QDM_RESTRICT_JAIL && !p->jail)) {
                 *ret_step = RESTRICT_STEP_NONE;
                 *ret_detail = 0;
                 return -EINVAL;
         }
 
-        /* Our own mount and IPC namespaces, with nothing propagating back to the host's. */
-        if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0)
-                return child_fail(RESTRICT_STEP_UNSHARE, 0, ret_step, ret_detail);
+        /* Our own namespaces (mount and IPC; jail: UTS, network if asked), with nothing
+         * propagating back to the host's mounts. */
+        if (unshare(p->unshare_flags) < 0)
+                return child_fail(RESTRICT_STEP_UNSHARE, p->unshare_flags, ret_step, ret_detail);
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 return child_fail(RESTRICT_STEP_MOUNT_PRIVATE, 0, ret_step, ret_detail);
+        if (p->mode == QDM_RESTRICT_JAIL) {
+                /* The parent's umask must not narrow the jail's directories. */
+                mode_t saved_umask = umask(0);
+                int k = jail_build_root(p->jail, ret_step, ret_detail);
+                umask(saved_umask);
+                if (k < 0)
+                        return k;
+        }
 
         /* soft = hard = the configured value, but never above the inherited hard limit:
          * raising it needs CAP_SYS_RESOURCE (containers often lack it), and a stricter
@@ -275,6 +457,17 @@ int restrict_apply_child(const restrict_plan *p, int *ret_step, int *ret_detail)
         if (syscall(SYS_capset, &hdr, data) < 0)
                 return child_fail(RESTRICT_STEP_CAPSET, 0, ret_step, ret_detail);
 
+        if (p->mode == QDM_RESTRICT_JAIL) {
+                int k = jail_drop_ids(p->jail, ret_step, ret_detail);
+                if (k < 0)
+                        return k;
+                /* The uid change emptied permitted and effective; say so explicitly, so that
+                 * nothing (a securebit we did not expect) can leave one behind. */
+                memset(data, 0, sizeof(data));
+                if (syscall(SYS_capset, &hdr, data) < 0)
+                        return child_fail(RESTRICT_STEP_CAPSET, 1, ret_step, ret_detail);
+        }
+
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return child_fail(RESTRICT_STEP_NO_NEW_PRIVS, 0, ret_step, ret_detail);
         return 0;
@@ -282,8 +475,92 @@ int restrict_apply_child(const restrict_plan *p, int *ret_step, int *ret_detail)
 
 /* ---- back in the parent ------------------------------------------------------------------ */
 
-const char *restrict_describe_step(int step, int detail, char *buf, size_t size)
+static void describe_unshare(int flags, char *buf, size_t size)
 {
+        static const struct {
+                int flag;
+                const char *name;
+        } names[] = {
+                {CLONE_NEWNS, "CLONE_NEWNS"},   {CLONE_NEWIPC, "CLONE_NEWIPC"},
+                {CLONE_NEWUTS, "CLONE_NEWUTS"}, {CLONE_NEWNET, "CLONE_NEWNET"},
+                {CLONE_NEWPID, "CLONE_NEWPID"},
+        };
+        size_t n = (size_t)snprintf(buf, size, "unshare(");
+        const char *sep = "";
+        for (size_t i = 0; i < ELEMENTSOF(names) && n < size; i++)
+                if (flags & names[i].flag) {
+                        n += (size_t)snprintf(buf + n, size - n, "%s%s", sep, names[i].name);
+                        sep = "|";
+                }
+        if (n < size)
+                snprintf(buf + n, size - n, ")");
+}
+
+static const char *describe_jail_step(const restrict_jail *j, int step, int detail, char *buf,
+                                      size_t size)
+{
+        const restrict_mount *m =
+                j && detail >= 0 && (size_t)detail < j->n_mounts ? &j->mounts[detail] : NULL;
+        const char *root = j && j->root ? j->root : "the jail's root";
+
+        switch ((restrict_step)step) {
+        case RESTRICT_STEP_JAIL_TMPFS:
+                snprintf(buf, size, "jail: mounting a tmpfs on %s", root);
+                break;
+        case RESTRICT_STEP_JAIL_MKDIR:
+        case RESTRICT_STEP_JAIL_MOUNTPOINT:
+                if (m)
+                        snprintf(buf, size, "jail: creating the mount point for %s", m->target);
+                else
+                        snprintf(buf, size, "jail: creating mount point #%d", detail);
+                break;
+        case RESTRICT_STEP_JAIL_BIND:
+        case RESTRICT_STEP_JAIL_REMOUNT:
+                if (m)
+                        snprintf(buf, size, "jail: %s %s on %s",
+                                 step == RESTRICT_STEP_JAIL_BIND ? "bind-mounting"
+                                                                 : "making read-only the bind of",
+                                 m->source, m->target);
+                else
+                        snprintf(buf, size, "jail: bind mount #%d", detail);
+                break;
+        case RESTRICT_STEP_JAIL_PIVOT:
+                snprintf(buf, size, "jail: pivot_root into %s", root);
+                break;
+        case RESTRICT_STEP_JAIL_UMOUNT_OLD:
+                snprintf(buf, size, "jail: detaching the old root");
+                break;
+        case RESTRICT_STEP_JAIL_ROOT_RO:
+                snprintf(buf, size, "jail: remounting the new root read-only");
+                break;
+        case RESTRICT_STEP_JAIL_HOSTNAME:
+                snprintf(buf, size, "jail: sethostname()");
+                break;
+        case RESTRICT_STEP_JAIL_SETGROUPS:
+                snprintf(buf, size, "jail: setgroups()");
+                break;
+        case RESTRICT_STEP_JAIL_SETRESGID:
+                snprintf(buf, size, "jail: setresgid(%u)", (unsigned)detail);
+                break;
+        case RESTRICT_STEP_JAIL_SETRESUID:
+                snprintf(buf, size, "jail: setresuid(%u)", (unsigned)detail);
+                break;
+        case RESTRICT_STEP_JAIL_CHDIR:
+                snprintf(buf, size, "jail: chdir(%s)", detail == 0 ? root : "/");
+                break;
+        default:
+                snprintf(buf, size, "restriction");
+                break;
+        }
+        return buf;
+}
+
+const char *restrict_describe_step(const restrict_jail *jail, int step, int detail, char *buf,
+                                   size_t size)
+{
+        if (step >= RESTRICT_STEP_JAIL_TMPFS && step < _RESTRICT_STEP_MAX)
+                return describe_jail_step(jail, step, detail, buf, size);
+
         const char *rl = detail >= 0 && (size_t)detail < ELEMENTSOF(rlimit_names)
                                  ? rlimit_names[detail]
                                  : NULL;
@@ -292,7 +569,7 @@ const char *restrict_describe_step(int step, int detail, char *buf, size_t size)
 
         switch ((restrict_step)step) {
         case RESTRICT_STEP_UNSHARE:
-                snprintf(buf, size, "unshare(CLONE_NEWNS|CLONE_NEWIPC)");
+                describe_unshare(detail, buf, size);
                 break;
         case RESTRICT_STEP_MOUNT_PRIVATE:
                 snprintf(buf, size, "mount(\"/\", MS_REC|MS_PRIVATE)");
@@ -324,13 +601,12 @@ const char *restrict_describe_step(int step, int detail, char *buf, size_t size)
                 snprintf(buf, size, "capget()");
                 break;
         case RESTRICT_STEP_CAPSET:
-                snprintf(buf, size, "capset(inheritable = 0)");
+                snprintf(buf, size, detail == 0 ? "capset(inheritable = 0)" : "capset(all = 0)");
                 break;
         case RESTRICT_STEP_NO_NEW_PRIVS:
                 snprintf(buf, size, "prctl(PR_SET_NO_NEW_PRIVS)");
                 break;
         case RESTRICT_STEP_NONE:
-        case _RESTRICT_STEP_MAX:
         default:
                 snprintf(buf, size, "restriction");
                 break;

@@ -9,16 +9,30 @@
  * malloc or stdio lock at fork time. So the parent prepares everything (fd arrays, the
  * restriction plan, the environment) and the child only makes syscalls on it.
  *
- * Why fork() and not clone3(CLONE_PIDFD): glibc's fork() leaves the child in a consistent
- * state (thread list, locks, sanitizer runtimes), which a raw clone3 does not, and the later
- * jail mode will need set*id in the child. The pidfd is opened right after fork; that is
- * race-free as long as nobody but us reaps our children (see -ECHILD in spawn.h).
+ * Why fork() and not clone3(CLONE_PIDFD) for modes "none" and "qemu": glibc's fork() leaves
+ * the child in a consistent state (thread list, locks, sanitizer runtimes), which a raw clone3
+ * does not. The pidfd is opened right after fork; that is race-free as long as nobody but us
+ * reaps our children (see -ECHILD in spawn.h).
+ *
+ * Jail mode uses clone3(CLONE_PIDFD [| CLONE_NEWPID]) instead, because a PID namespace can
+ * only be entered by a new process: unshare(CLONE_NEWPID) in the child would put only the
+ * child's own children in it, and a second fork there would make the pidfd, the pid and the
+ * exit status we watch (R6) those of an intermediate process instead of QEMU's. Created by
+ * clone3, the child is itself the namespace's init and becomes QEMU at exec: the pidfd is
+ * QEMU's, from the same system call (no pidfd_open race), and the pid is QEMU's as the host
+ * sees it. The cost is what fork() would have fixed up: the child must not rely on glibc's
+ * per-thread state (cached tid, atfork handlers, locks). It does not: everything between
+ * clone and exec is already restricted to raw, async-signal-safe system calls (as systemd's
+ * raw_clone() users are). QEMU as PID 1 of its namespace needs nothing more: it spawns no
+ * children (-sandbox spawn=deny) to reap, and signals from the host (SIGKILL for destroy)
+ * reach it; when it dies, the namespace dies with it.
  */
 #include "spawn.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
@@ -62,6 +76,45 @@ typedef struct child_ctx {
         int max_target;
         restrict_plan plan;
 } child_ctx;
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+/* The kernel's struct clone_args, version 0 (64 bytes); <linux/sched.h> clashes with glibc's. */
+typedef struct spawn_clone_args {
+        uint64_t flags;
+        uint64_t pidfd;
+        uint64_t child_tid;
+        uint64_t parent_tid;
+        uint64_t exit_signal;
+        uint64_t stack;
+        uint64_t stack_size;
+        uint64_t tls;
+} spawn_clone_args;
+
+/* fork() plus the child's pidfd, optionally into a new PID namespace (see the top of this file).
+ * Returns the child's pid in the parent (and *ret_pidfd), 0 in the child, -1 with errno. */
+static pid_t clone_pidfd(bool new_pid_ns, int *ret_pidfd)
+{
+        int pidfd = -1;
+        spawn_clone_args args = {
+                .flags = CLONE_PIDFD | (new_pid_ns ? CLONE_NEWPID : 0),
+                .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        long pid = syscall(SYS_clone3, &args, sizeof(args));
+#if defined(__x86_64__) || defined(__aarch64__)
+        /* Some container seccomp profiles answer ENOSYS for clone3 (to steer glibc back to
+         * clone): clone() has had CLONE_PIDFD since 5.2, the pidfd landing in parent_tid. */
+        if (pid < 0 && errno == ENOSYS)
+                pid = syscall(SYS_clone, (unsigned long)(args.flags | SIGCHLD), NULL, &pidfd, NULL,
+                              0);
+#endif
+        if (pid > 0)
+                *ret_pidfd = pidfd;
+        return (pid_t)pid;
+}
 
 /* ---- between fork and exec: async-signal-safe only ------------------------------------- */
 
@@ -228,7 +281,7 @@ static const char *errstr(int e, char *buf, size_t size)
 
 static char *describe_child_error(const spawn_params *p, const child_error *e)
 {
-        char eb[128], what[160];
+        char eb[128], what[PATH_MAX + 256];
         const char *es = errstr(e->error, eb, sizeof(eb));
         char *s = NULL;
         int k = -1;
@@ -256,7 +309,8 @@ static char *describe_child_error(const spawn_params *p, const child_error *e)
                 break;
         case SPAWN_STEP_RESTRICT:
                 k = asprintf(&s, "%s: %s",
-                             restrict_describe_step(e->sub, e->detail, what, sizeof(what)), es);
+                             restrict_describe_step(p->jail, e->sub, e->detail, what, sizeof(what)),
+                             es);
                 break;
         case SPAWN_STEP_CHDIR:
                 k = asprintf(&s, "chdir %s: %s", p->cwd, es);
@@ -358,7 +412,7 @@ int spawn_process(const spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **
                         maps_stdin = true;
         }
 
-        r = restrict_prepare(p->restrict_, &c.plan, &reason);
+        r = restrict_prepare(p->restrict_, p->jail, &c.plan, &reason);
         if (r < 0) {
                 set_error(ret_error, "%s", reason ? reason : errstr(-r, eb, sizeof(eb)));
                 return r;
@@ -410,11 +464,12 @@ int spawn_process(const spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **
                 set_error(ret_error, "pthread_sigmask: %s", errstr(r, eb, sizeof(eb)));
                 return -r;
         }
-        pid_t pid = fork();
+        bool jailed = c.plan.mode == QDM_RESTRICT_JAIL;
+        pid_t pid = jailed ? clone_pidfd(c.plan.new_pid_ns, &pidfd) : fork();
         if (pid == 0)
                 child_main(&c);
         int fork_errno = errno;
-        if (pid > 0) {
+        if (pid > 0 && !jailed) {
                 pidfd = pidfd_open(pid, 0);
                 fork_errno = errno;
         }
@@ -423,7 +478,11 @@ int spawn_process(const spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **
 
         if (pid < 0) {
                 safe_close(pipefd[0]);
-                set_error(ret_error, "fork: %s", errstr(fork_errno, eb, sizeof(eb)));
+                set_error(ret_error, "%s: %s",
+                          !jailed             ? "fork"
+                          : c.plan.new_pid_ns ? "clone3(CLONE_PIDFD|CLONE_NEWPID)"
+                                              : "clone3(CLONE_PIDFD)",
+                          errstr(fork_errno, eb, sizeof(eb)));
                 return -fork_errno;
         }
         if (pidfd < 0) {

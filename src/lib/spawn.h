@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "model.h"
+#include "restrict.h"
 
 /* One entry of the fd plan: the child gets PARENT_FD (a descriptor of the caller, not
  * consumed) as CHILD_FD, with FD_CLOEXEC cleared. */
@@ -27,10 +28,9 @@ typedef struct spawn_params {
         const spawn_fd *fds; /* the fd plan; child fds must be distinct */
         size_t n_fds;
         const qdm_restrict *restrict_; /* NULL = no restriction */
-        uid_t jail_uid;                /* jail mode (not implemented yet): unused */
-        gid_t jail_gid;
-        bool new_session; /* setsid() in the child */
-        const char *cwd;  /* NULL = inherit */
+        const restrict_jail *jail;     /* restrict_->mode "jail": its root, ids and groups */
+        bool new_session;              /* setsid() in the child */
+        const char *cwd;               /* NULL = inherit */
 } spawn_params;
 
 /* Name:    spawn_process
@@ -52,11 +52,16 @@ typedef struct spawn_params {
  *          untouched, and, if ret_error is non-NULL, *ret_error set to a human description
  *          the caller frees (NULL if even that allocation failed), e.g.
  *          "exec /usr/bin/qemu-system-x86_64: No such file or directory" or
- *          "setrlimit(RLIMIT_FSIZE): Operation not permitted". Errors: -EINVAL (bad
- *          parameters, duplicate child fd), -EBADF (a plan fd is not open), -EOPNOTSUPP
- *          (jail mode), the errno of the failed child step (-ENOENT, -EACCES, -EPERM, ...),
+ *          "setrlimit(RLIMIT_FSIZE): Operation not permitted" or "jail: bind-mounting
+ *          /dev/kvm on /dev/kvm: No such file or directory". Errors: -EINVAL (bad
+ *          parameters, duplicate child fd, jail mode without a valid jail), -EBADF (a plan fd
+ *          is not open), the errno of the failed child step (-ENOENT, -EACCES, -EPERM, ...),
  *          -ECHILD (the child was reaped by someone else before its pidfd was opened: the
- *          caller ignores SIGCHLD or reaps with waitpid(-1)). */
+ *          caller ignores SIGCHLD or reaps with waitpid(-1)).
+ *          Jail mode creates the child with clone3(CLONE_PIDFD), plus CLONE_NEWPID when the
+ *          restriction asks for a PID namespace: the child, and so the program it execs, is
+ *          then that namespace's init, and the pidfd and pid (as the caller sees it) are the
+ *          program's own. */
 int spawn_process(const spawn_params *p, pid_t *ret_pid, int *ret_pidfd, char **ret_error);
 
 /* Name:    spawn_reap

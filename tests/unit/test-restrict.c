@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,25 +317,64 @@ static void test_prepare(void **state)
         char buf[128];
 
         (void)state;
-        assert_int_equal(restrict_prepare(NULL, &plan, &reason), 0);
+        assert_int_equal(restrict_prepare(NULL, NULL, &plan, &reason), 0);
         assert_int_equal(plan.mode, QDM_RESTRICT_NONE);
-        assert_int_equal(restrict_prepare(&r, &plan, &reason), 0);
+        assert_int_equal(restrict_prepare(&r, NULL, &plan, &reason), 0);
         assert_int_equal(plan.mode, QDM_RESTRICT_QEMU);
         assert_int_equal(plan.n_rlimits, 5); /* nofile is RLIM_INFINITY: left alone */
         assert_int_equal(plan.keep_caps, RESTRICT_QEMU_KEEP_CAPS);
         assert_true(plan.cap_last >= CAP_AUDIT_READ);
-        r.mode = QDM_RESTRICT_JAIL;
-        assert_int_equal(restrict_prepare(&r, &plan, &reason), -EOPNOTSUPP);
-        assert_string_equal(reason, "jail mode is not implemented yet");
+        assert_int_equal(plan.unshare_flags, CLONE_NEWNS | CLONE_NEWIPC);
+        assert_false(plan.new_pid_ns);
 
-        assert_string_equal(
-                restrict_describe_step(RESTRICT_STEP_SETRLIMIT, RLIMIT_FSIZE, buf, sizeof(buf)),
-                "setrlimit(RLIMIT_FSIZE)");
-        assert_string_equal(
-                restrict_describe_step(RESTRICT_STEP_CAPBSET_DROP, CAP_SYS_ADMIN, buf, sizeof(buf)),
-                "prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)");
-        assert_string_equal(restrict_describe_step(RESTRICT_STEP_UNSHARE, 0, buf, sizeof(buf)),
+        /* Jail mode needs a jail, and never hands out root's ids or group 0. */
+        r.mode = QDM_RESTRICT_JAIL;
+        assert_int_equal(restrict_prepare(&r, NULL, &plan, &reason), -EINVAL);
+        restrict_mount mounts[] = {{(char *)"/usr/bin/true", (char *)"/usr/bin/true", 0}};
+        restrict_jail j = {.root = "/run/qdm/vm0/root",
+                           .mounts = mounts,
+                           .n_mounts = 1,
+                           .uid = 64000,
+                           .gid = 64000};
+        r.unshare_net = r.unshare_pid = true;
+        assert_int_equal(restrict_prepare(&r, &j, &plan, &reason), 0);
+        assert_int_equal(plan.mode, QDM_RESTRICT_JAIL);
+        assert_int_equal(plan.unshare_flags,
+                         CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET);
+        assert_true(plan.new_pid_ns);
+        assert_int_equal(plan.keep_caps, 0);
+        assert_ptr_equal(plan.jail, &j);
+        j.uid = 0;
+        assert_int_equal(restrict_prepare(&r, &j, &plan, &reason), -EINVAL);
+        j.uid = 64000;
+        j.groups[0] = 0;
+        j.n_groups = 1;
+        assert_int_equal(restrict_prepare(&r, &j, &plan, &reason), -EINVAL);
+        assert_string_equal(reason, "jail mode never gives QEMU group 0");
+        j.n_groups = 0;
+        const char *unclean[] = {
+                "usr/bin/true", "/usr/../etc/passwd", "/usr//bin", "/usr/bin/", "/", "/usr/./bin"};
+        for (size_t i = 0; i < ELEMENTSOF(unclean); i++) {
+                mounts[0].target = (char *)unclean[i];
+                assert_int_equal(restrict_prepare(&r, &j, &plan, &reason), -EINVAL);
+        }
+
+        assert_string_equal(restrict_describe_step(NULL, RESTRICT_STEP_SETRLIMIT, RLIMIT_FSIZE, buf,
+                                                   sizeof(buf)),
+                            "setrlimit(RLIMIT_FSIZE)");
+        assert_string_equal(restrict_describe_step(NULL, RESTRICT_STEP_CAPBSET_DROP, CAP_SYS_ADMIN,
+                                                   buf, sizeof(buf)),
+                            "prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)");
+        assert_string_equal(restrict_describe_step(NULL, RESTRICT_STEP_UNSHARE,
+                                                   CLONE_NEWNS | CLONE_NEWIPC, buf, sizeof(buf)),
                             "unshare(CLONE_NEWNS|CLONE_NEWIPC)");
+        mounts[0].target = (char *)"/usr/bin/true";
+        assert_string_equal(
+                restrict_describe_step(&j, RESTRICT_STEP_JAIL_BIND, 0, buf, sizeof(buf)),
+                "jail: bind-mounting /usr/bin/true on /usr/bin/true");
+        assert_string_equal(
+                restrict_describe_step(&j, RESTRICT_STEP_JAIL_PIVOT, 0, buf, sizeof(buf)),
+                "jail: pivot_root into /run/qdm/vm0/root");
 }
 
 /* ---- the empty root ------------------------------------------------------------------------ */
