@@ -3,13 +3,16 @@
  * probe: learn what a QEMU binary supports by asking it, as libxl does: a throwaway
  * `-S -machine none` QEMU on a socketpair monitor answers query-command-line-options for
  * "sandbox" (absent when QEMU was built without seccomp) and "run-with" (QEMU >= 8.1 has
- * chroot=, >= 9.1 user=), then quits.
+ * chroot=, >= 9.1 user=), then quits. A second run, `QEMU -L help`, lists the directories QEMU
+ * loads firmware and option ROMs from (they depend on how it was built and where it lives;
+ * no QMP command tells): a jail binds exactly those.
  *
  * The answer is cached in a small JSON file per binary, keyed by path, device, inode, size and
  * mtime, so a warm start pays one stat() and one small read. A cache entry that does not match
  * or does not parse is ignored and rewritten; the cache is never trusted for anything else.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
@@ -24,7 +27,7 @@
 #include "util.h"
 
 #define PROBE_TIMEOUT_USEC (15 * USEC_PER_SEC)
-#define CACHE_MAX_BYTES    4096
+#define CACHE_MAX_BYTES    8192
 
 typedef struct probe_key {
         const char *path;
@@ -93,6 +96,19 @@ static int cache_load(const char *file, const probe_key *key, qemu_probe *ret)
                   minor < 1000 && micro < 1000 && get_bool(o, "sandbox", &r.sandbox) &&
                   get_bool(o, "run_with_user", &r.run_with_user) &&
                   get_bool(o, "run_with_chroot", &r.run_with_chroot);
+        json_object *dirs = NULL;
+        ok = ok && json_object_object_get_ex(o, "data_dirs", &dirs) &&
+             json_object_is_type(dirs, json_type_array) &&
+             json_object_array_length(dirs) <= QEMU_PROBE_MAX_DATA_DIRS;
+        for (size_t i = 0; ok && i < json_object_array_length(dirs); i++) {
+                json_object *d = json_object_array_get_idx(dirs, i);
+                ok = json_object_is_type(d, json_type_string) &&
+                     json_object_get_string_len(d) > 0 &&
+                     json_object_get_string_len(d) < QEMU_PROBE_DATA_DIR_MAX;
+                if (ok)
+                        memcpy(r.data_dirs[r.n_data_dirs++], json_object_get_string(d),
+                               (size_t)json_object_get_string_len(d) + 1);
+        }
         json_object_put(o);
         if (!ok)
                 return -ESTALE;
@@ -121,6 +137,10 @@ static void cache_store(const char *file, const probe_key *key, const qemu_probe
         json_object_object_add(o, "sandbox", json_object_new_boolean(p->sandbox));
         json_object_object_add(o, "run_with_user", json_object_new_boolean(p->run_with_user));
         json_object_object_add(o, "run_with_chroot", json_object_new_boolean(p->run_with_chroot));
+        json_object *dirs = json_object_new_array();
+        for (size_t i = 0; i < p->n_data_dirs; i++)
+                json_object_array_add(dirs, json_object_new_string(p->data_dirs[i]));
+        json_object_object_add(o, "data_dirs", dirs);
         const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 
         _cleanup_free_ char *tmp = NULL;
@@ -218,6 +238,75 @@ static char *read_tail(int fd)
                 if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t')
                         buf[i] = '?';
         return strdup(buf);
+}
+
+/* `QEMU -L help`: one directory per line on stdout, then exit 0. Best effort: a QEMU that
+ * cannot say leaves the list empty (a jail then has no firmware, and QEMU says what it misses). */
+static void probe_data_dirs(const char *binary, uint64_t timeout_usec, qemu_probe *p)
+{
+        int out[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return;
+        _cleanup_close_ int out_ours = out[0], out_theirs = out[1];
+        _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull < 0)
+                return;
+        char *const argv[] = {(char *)binary, "-L", "help", NULL};
+        char *const envp[] = {NULL};
+        const spawn_fd plan[] = {{out_theirs, 1}, {devnull, 2}};
+        spawn_params sp = {
+                .path = binary,
+                .argv = argv,
+                .envp = envp,
+                .fds = plan,
+                .n_fds = ELEMENTSOF(plan),
+                .new_session = true,
+        };
+        pid_t pid;
+        int pidfd_raw;
+        if (spawn_process(&sp, &pid, &pidfd_raw, NULL) < 0)
+                return;
+        _cleanup_close_ int pidfd = pidfd_raw;
+        out_theirs = safe_close(out_theirs);
+
+        char buf[QEMU_PROBE_MAX_DATA_DIRS * QEMU_PROBE_DATA_DIR_MAX];
+        size_t n = 0;
+        bool eof = false;
+        uint64_t deadline = usec_add(now_usec(), timeout_usec);
+        while (!eof && n < sizeof(buf) - 1) {
+                uint64_t now = now_usec();
+                if (now >= deadline)
+                        break;
+                struct pollfd pfd = {.fd = out_ours, .events = POLLIN};
+                uint64_t left_ms = (deadline - now) / USEC_PER_MSEC + 1;
+                int k = poll(&pfd, 1, left_ms > INT32_MAX ? INT32_MAX : (int)left_ms);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                ssize_t got = read(out_ours, buf + n, sizeof(buf) - 1 - n);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got <= 0)
+                        eof = true;
+                else
+                        n += (size_t)got;
+        }
+        buf[n] = '\0';
+        if (!eof)
+                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        siginfo_t si = {0};
+        if (spawn_reap(pidfd, &si) < 0 || !eof || si.si_code != CLD_EXITED || si.si_status != 0)
+                return;
+        for (char *line = buf, *next; *line && p->n_data_dirs < QEMU_PROBE_MAX_DATA_DIRS;
+             line = next) {
+                next = line + strcspn(line, "\n");
+                if (*next)
+                        *next++ = '\0';
+                size_t len = strlen(line);
+                if (line[0] == '/' && len < QEMU_PROBE_DATA_DIR_MAX)
+                        memcpy(p->data_dirs[p->n_data_dirs++], line, len + 1);
+        }
 }
 
 static int probe_binary(const char *binary, uint64_t timeout_usec, qemu_probe *ret,
@@ -335,6 +424,8 @@ static int probe_binary(const char *binary, uint64_t timeout_usec, qemu_probe *r
         }
         if (r < 0)
                 return died_by_itself ? -ESRCH : r;
+        uint64_t now = now_usec();
+        probe_data_dirs(binary, deadline > now ? deadline - now : 1, &run.result);
         *ret = run.result;
         return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * probe: what one QEMU binary supports, learned from the binary itself (a throwaway
- * `-machine none` QEMU asked over QMP, as libxl does), cached per path + mtime + size + inode
+ * `-machine none` QEMU asked over QMP, as libxl does, and its answer to `-L help`), cached per
+ * path + mtime + size + inode
  * so a warm start pays nothing. argv.c turns a model plus this into a command line.
  */
 #pragma once
@@ -9,11 +10,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define QEMU_PROBE_MAX_DATA_DIRS 8
+#define QEMU_PROBE_DATA_DIR_MAX  512
+
 typedef struct qemu_probe {
         int major, minor, micro;
         bool sandbox;         /* -sandbox exists (QEMU built with seccomp) */
         bool run_with_user;   /* -run-with user=  (QEMU >= 9.1); else -runas */
         bool run_with_chroot; /* -run-with chroot= (QEMU >= 8.1); else -chroot */
+        /* Where QEMU looks for firmware and option ROMs, its answer to "-L help" in its order
+         * (e.g. "/usr/bin/../share/qemu"): what a jail must bind. Longer paths are left out. */
+        char data_dirs[QEMU_PROBE_MAX_DATA_DIRS][QEMU_PROBE_DATA_DIR_MAX];
+        size_t n_data_dirs;
 } qemu_probe;
 
 /* Name:    qemu_probe_get
