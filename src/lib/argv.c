@@ -15,6 +15,11 @@
  *    host_device driver: 'file' refuses it.
  *  - "-runas UID:GID": numeric ids are accepted since QEMU 3.0 (added for libxl), so no user
  *    needs to exist in the host's passwd.
+ *  - Jail mode: "-add-fd fd=N,set=I" plus "file.filename=/dev/fdset/I": file-posix opens its
+ *    file with qemu_open(), which takes /dev/fdset/I as "dup the fd of set I whose access mode
+ *    matches" (O_RDONLY for read-only=on, O_RDWR otherwise), for host_device as well. -kernel
+ *    and -initrd are read with plain fopen()/g_file_get_contents(), which know no fd sets:
+ *    they get fixed paths inside the jail instead.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -137,6 +142,20 @@ int qdm_argv_check(const qdm_model *m, const qemu_probe *probe, const qdm_argv_p
                                           "than 0 and -1 (got %u:%u)",
                                           (unsigned)p->uid, (unsigned)p->gid);
         }
+        if (m->restrict_.mode == QDM_RESTRICT_JAIL) {
+                if (p->n_disk_fds != m->n_disks || (m->n_disks > 0 && !p->disk_fds))
+                        return check_fail(ret_error,
+                                          "restrict.mode \"jail\" needs one fd per disk (%zu "
+                                          "disks, %zu fds)",
+                                          m->n_disks, p->n_disk_fds);
+                for (size_t i = 0; i < p->n_disk_fds; i++) {
+                        int fd = p->disk_fds[i];
+                        if (fd < 0 || fd == p->monitor_fd || fd == p->event_fd) {
+                                r = check_fail(ret_error, "invalid fd %d for disks[%zu]", fd, i);
+                                return r == -EINVAL ? -EBADF : r;
+                        }
+                }
+        }
         return 0;
 }
 
@@ -226,13 +245,14 @@ int qdm_argv_build(const qdm_model *m, const qemu_probe *probe, const qdm_argv_p
         }
         add(&b, "-no-shutdown");
 
+        bool jail = m->restrict_.mode == QDM_RESTRICT_JAIL;
         if (m->kernel) {
                 add(&b, "-kernel");
-                add(&b, m->kernel);
+                add(&b, jail ? QDM_JAIL_KERNEL : m->kernel);
         }
         if (m->initrd) {
                 add(&b, "-initrd");
-                add(&b, m->initrd);
+                add(&b, jail ? QDM_JAIL_INITRD : m->initrd);
         }
         if (m->append) {
                 add(&b, "-append");
@@ -243,12 +263,23 @@ int qdm_argv_build(const qdm_model *m, const qemu_probe *probe, const qdm_argv_p
                 const qdm_disk *d = &m->disks[i];
 
                 assert(d->path && d->format && !strchr(d->path, ',') && !strchr(d->format, ','));
+                if (jail) {
+                        add(&b, "-add-fd");
+                        addf(&b, "fd=%d,set=%zu", p->disk_fds[i], i);
+                }
                 add(&b, "-blockdev");
-                addf(&b,
-                     "driver=%s,node-name=qdm-disk%zu,read-only=%s,file.driver=%s,"
-                     "file.filename=%s",
-                     d->format, i, d->readonly ? "on" : "off",
-                     d->block_device ? "host_device" : "file", d->path);
+                if (jail)
+                        addf(&b,
+                             "driver=%s,node-name=qdm-disk%zu,read-only=%s,file.driver=%s,"
+                             "file.filename=/dev/fdset/%zu",
+                             d->format, i, d->readonly ? "on" : "off",
+                             d->block_device ? "host_device" : "file", i);
+                else
+                        addf(&b,
+                             "driver=%s,node-name=qdm-disk%zu,read-only=%s,file.driver=%s,"
+                             "file.filename=%s",
+                             d->format, i, d->readonly ? "on" : "off",
+                             d->block_device ? "host_device" : "file", d->path);
                 add(&b, "-device");
                 addf(&b, "virtio-blk-pci,id=qdm-vblk%zu,drive=qdm-disk%zu", i, i);
         }

@@ -320,6 +320,30 @@ static void test_golden_jail(void **state)
         qdm_model_free(m);
 }
 
+/* A jailed QEMU opens no host path: disks come as fds in fd sets, kernel and initrd from the
+ * fixed places the jail binds them at. */
+static void test_golden_jail_disks_kernel(void **state)
+{
+        qdm_model *m = model_new_restricted(QDM_RESTRICT_JAIL);
+        qdm_argv_params p = params_default;
+        const int disk_fds[] = {5, 6, 7};
+
+        p.chroot_dir = NULL;
+        p.uid = 0;
+        p.gid = 0;
+        p.event_fd = 4;
+        p.disk_fds = disk_fds;
+        p.n_disk_fds = ELEMENTSOF(disk_fds);
+        m->kernel = xstrdup("/var/lib/qdm/vmlinuz");
+        m->initrd = xstrdup("/var/lib/qdm/initrd.img");
+        m->append = xstrdup("console=ttyS0");
+        model_add_disk(m, "/var/lib/qdm/root.raw", "raw", false, false);
+        model_add_disk(m, "/var/lib/qdm/base.qcow2", "qcow2", true, false);
+        model_add_disk(m, "/dev/vg0/vm0-swap", "raw", false, true);
+        check_golden("mode-jail-disks-kernel", m, &probe_7_2, &p);
+        qdm_model_free(m);
+}
+
 /* Everything at once, as a libxl-like restricted start on Debian 12 would look. */
 static void test_golden_full(void **state)
 {
@@ -434,6 +458,24 @@ static void test_bad_drop(void **state)
         qdm_model_free(m);
 }
 
+static void test_bad_jail_fds(void **state)
+{
+        qdm_model *m = model_new_restricted(QDM_RESTRICT_JAIL);
+        qdm_argv_params p = params_default;
+        int disk_fds[] = {5};
+
+        model_add_disk(m, "/var/lib/qdm/root.raw", "raw", false, false);
+        expect_check_error(m, &probe_7_2, &p, -EINVAL,
+                           "restrict.mode \"jail\" needs one fd per disk (1 disks, 0 fds)");
+        p.disk_fds = disk_fds;
+        p.n_disk_fds = 1;
+        disk_fds[0] = 3;
+        expect_check_error(m, &probe_7_2, &p, -EBADF, "invalid fd 3 for disks[0]");
+        disk_fds[0] = -1;
+        expect_check_error(m, &probe_7_2, &p, -EBADF, "invalid fd -1 for disks[0]");
+        qdm_model_free(m);
+}
+
 static void test_strv_free_null(void **state)
 {
         assert_null(strv_free(NULL));
@@ -442,14 +484,24 @@ static void test_strv_free_null(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_golden_none_tcg),   cmocka_unit_test(test_golden_q35_kvm),
-                cmocka_unit_test(test_golden_memory_smp), cmocka_unit_test(test_golden_kernel),
-                cmocka_unit_test(test_golden_disks),      cmocka_unit_test(test_golden_event_fd),
-                cmocka_unit_test(test_golden_extra_args), cmocka_unit_test(test_golden_qemu_7_2),
-                cmocka_unit_test(test_golden_qemu_8_1),   cmocka_unit_test(test_golden_qemu_9_1),
-                cmocka_unit_test(test_golden_jail),       cmocka_unit_test(test_golden_full),
-                cmocka_unit_test(test_no_seccomp),        cmocka_unit_test(test_accel_mismatch),
-                cmocka_unit_test(test_bad_fds),           cmocka_unit_test(test_bad_drop),
+                cmocka_unit_test(test_golden_none_tcg),
+                cmocka_unit_test(test_golden_q35_kvm),
+                cmocka_unit_test(test_golden_memory_smp),
+                cmocka_unit_test(test_golden_kernel),
+                cmocka_unit_test(test_golden_disks),
+                cmocka_unit_test(test_golden_event_fd),
+                cmocka_unit_test(test_golden_extra_args),
+                cmocka_unit_test(test_golden_qemu_7_2),
+                cmocka_unit_test(test_golden_qemu_8_1),
+                cmocka_unit_test(test_golden_qemu_9_1),
+                cmocka_unit_test(test_golden_jail),
+                cmocka_unit_test(test_golden_full),
+                cmocka_unit_test(test_golden_jail_disks_kernel),
+                cmocka_unit_test(test_bad_jail_fds),
+                cmocka_unit_test(test_no_seccomp),
+                cmocka_unit_test(test_accel_mismatch),
+                cmocka_unit_test(test_bad_fds),
+                cmocka_unit_test(test_bad_drop),
                 cmocka_unit_test(test_strv_free_null),
         };
 
