@@ -248,7 +248,8 @@ const char *qdm_config_get_name(const qdm_config *config);
  *   SPAWNING..QUERYING --QEMU dies / deadline / destroy / error--> FAILED
  *
  * Everything a device model creates lives in RUN_DIR/NAME (mode 0700): the control socket
- * (qmp.sock), the empty chroot (root, mode 0000). A failed start, qdm_dm_destroy() and the
+ * (qmp.sock), the empty chroot (root, mode 0000; in jail mode the mount point of the jail's
+ * tmpfs root, which only QEMU's own mount namespace sees). A failed start, qdm_dm_destroy() and the
  * last unref of a live device model remove all of it and leave no process of its uid alive.
  * ------------------------------------------------------------------------------------------ */
 typedef struct qdm_dm qdm_dm;
@@ -319,7 +320,10 @@ int qdm_dm_set_stderr_log(qdm_dm *dm, const char *path, uint64_t max_bytes);
  *          in run_dir), -EPERM (restriction needs root), -ENOENT (binary), -ESRCH (QEMU died:
  *          the detail has how, and the tail of its stderr), -ETIMEDOUT (deadline: QEMU was
  *          killed), -EPROTO (QEMU answered something other than a paused state), -ECANCELED
- *          (destroyed meanwhile), -EUSERS (no free uid in the range).
+ *          (destroyed meanwhile), -EUSERS (no free uid in the range). restrict.mode "jail"
+ *          also: the disks are opened here, by the caller's process (errors name the disk),
+ *          and -EACCES when accel "kvm" was asked for but /dev/kvm is not usable by the
+ *          device model's uid (the detail says how to make it so; accel "auto" then uses TCG).
  * Returns: 0 if started (fn will be called), or -EINVAL/-EBUSY (not NEW) without calling fn. */
 int qdm_dm_start(qdm_dm *dm, qdm_dm_done_fn fn, void *userdata);
 

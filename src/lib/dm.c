@@ -21,6 +21,7 @@
 
 #include "argv.h"
 #include "config.h"
+#include "jail.h"
 #include "loop.h"
 #include "probe.h"
 #include "qmp-client.h"
@@ -33,6 +34,9 @@
 #define OP_TIMEOUT_USEC     (30 * USEC_PER_SEC)
 #define CONTROL_SOCKET_NAME "qmp.sock"
 #define CHROOT_NAME         "root"
+#define KVM_DEVICE          "/dev/kvm"
+#define JAIL_HOSTNAME       "qdm"
+#define FIRST_DISK_FD       5 /* after stdio and the two monitors */
 #define DEFAULT_LOG_MAX     (1024 * 1024)
 
 typedef enum dm_op {
@@ -684,6 +688,112 @@ static bool kvm_usable(void)
         return true;
 }
 
+/* Jail mode: what a start prepares besides the common parts, released when start_spawn()
+ * returns (QEMU has its own copies of the disk fds by then). */
+typedef struct jail_start {
+        jail_files files;
+        restrict_jail jail;
+        int *disk_fds; /* ours, O_CLOEXEC; -1 when not open */
+        int *child_fds;
+        size_t n_disks;
+} jail_start;
+
+static void jail_start_done(jail_start *j)
+{
+        for (size_t i = 0; j->disk_fds && i < j->n_disks; i++)
+                safe_close(j->disk_fds[i]);
+        free(j->disk_fds);
+        free(j->child_fds);
+        jail_files_done(&j->files);
+}
+
+/* Which accelerator a jailed QEMU gets. Its uid is no account and owns nothing, so /dev/kvm is
+ * usable only through a group (or by everyone). accel "auto" falls back to TCG when it is not;
+ * "kvm" fails with what to change. */
+static int jail_choose_kvm(qdm_dm *dm, bool *ret_kvm, gid_t *ret_group)
+{
+        const qdm_model *m = dm->model;
+        *ret_kvm = false;
+        *ret_group = (gid_t)-1;
+        if (m->accel == QDM_ACCEL_TCG)
+                return 0;
+        _cleanup_free_ char *why = NULL;
+        int k = jail_kvm_access(KVM_DEVICE, dm->uid, ret_group, &why);
+        if (m->accel == QDM_ACCEL_KVM) {
+                if (k < 0) {
+                        set_error(dm, "accel \"kvm\": %s: %s", KVM_DEVICE, strerror(-k));
+                        return k;
+                }
+                if (k == 0) {
+                        set_error(dm, "accel \"kvm\": %s", why ? why : "KVM is not usable");
+                        return -EACCES;
+                }
+                *ret_kvm = true;
+                return 0;
+        }
+        *ret_kvm = k > 0 && kvm_usable();
+        if (k == 0)
+                ctx_log(dm->ctx, LOG_WARNING_LEVEL, "dm %s: accel \"auto\" uses TCG: %s", m->name,
+                        why ? why : "KVM is not usable");
+        return 0;
+}
+
+/* Jail mode: open the disks (QEMU gets fds, never paths), find what the jail's root holds,
+ * and fill in the jail. */
+static int jail_prepare(qdm_dm *dm, const qemu_probe *probe, bool kvm, gid_t kvm_group,
+                        jail_start *j)
+{
+        const qdm_model *m = dm->model;
+        int r;
+
+        j->n_disks = m->n_disks;
+        if (m->n_disks > 0) {
+                j->disk_fds = malloc(m->n_disks * sizeof(int));
+                j->child_fds = malloc(m->n_disks * sizeof(int));
+                if (!j->disk_fds || !j->child_fds)
+                        return -ENOMEM;
+                for (size_t i = 0; i < m->n_disks; i++)
+                        j->disk_fds[i] = -1;
+        }
+        for (size_t i = 0; i < m->n_disks; i++) {
+                const qdm_disk *d = &m->disks[i];
+                /* The access mode is what QEMU matches when it opens /dev/fdset/N. */
+                j->disk_fds[i] =
+                        open(d->path, (d->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
+                if (j->disk_fds[i] < 0) {
+                        r = negative_errno();
+                        set_error(dm, "disks[%zu]: cannot open %s: %s", i, d->path, strerror(-r));
+                        return r;
+                }
+                j->child_fds[i] = FIRST_DISK_FD + (int)i;
+        }
+
+        _cleanup_free_ char *why = NULL;
+        jail_params jp = {
+                .qemu = m->qemu,
+                .probe = probe,
+                .kvm = kvm,
+                .kernel = m->kernel,
+                .initrd = m->initrd,
+        };
+        r = jail_files_find(&jp, &j->files, &why);
+        if (r < 0) {
+                set_error(dm, "%s", why ? why : strerror(-r));
+                return r;
+        }
+        j->jail = (restrict_jail){
+                .root = dm->chroot_dir,
+                .mounts = j->files.mounts,
+                .n_mounts = j->files.n_mounts,
+                .uid = dm->uid,
+                .gid = dm->gid,
+                .hostname = JAIL_HOSTNAME,
+        };
+        if (kvm && kvm_group != (gid_t)-1)
+                j->jail.groups[j->jail.n_groups++] = kvm_group;
+        return 0;
+}
+
 static int listen_control(qdm_dm *dm)
 {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -806,7 +916,17 @@ static int start_spawn(qdm_dm *dm)
                 }
         }
 
+        bool jailed = m->restrict_.mode == QDM_RESTRICT_JAIL;
         bool kvm = m->accel == QDM_ACCEL_KVM || (m->accel == QDM_ACCEL_AUTO && kvm_usable());
+        gid_t kvm_group = (gid_t)-1;
+        _cleanup_(jail_start_done) jail_start js = {0};
+        if (jailed) {
+                r = jail_choose_kvm(dm, &kvm, &kvm_group);
+                if (r >= 0)
+                        r = jail_prepare(dm, &probe, kvm, kvm_group, &js);
+                if (r < 0)
+                        return r;
+        }
         qdm_argv_params ap = {
                 .monitor_fd = 3,
                 .event_fd = 4,
@@ -814,6 +934,8 @@ static int start_spawn(qdm_dm *dm)
                 .uid = dm->uid,
                 .gid = dm->gid,
                 .kvm = kvm,
+                .disk_fds = js.child_fds,
+                .n_disk_fds = js.n_disks,
         };
         _cleanup_strv_free_ char **argv = NULL;
         r = qdm_argv_build(m, &probe, &ap, &argv);
@@ -824,19 +946,35 @@ static int start_spawn(qdm_dm *dm)
                 set_error(dm, "%s", why ? why : "cannot build QEMU's command line");
                 return r;
         }
+        if (jailed) {
+                /* QEMU finds its modules and firmware relative to argv[0] in the jail. */
+                char *exe = strdup(js.files.exec_path);
+                if (!exe)
+                        return -ENOMEM;
+                free(argv[0]);
+                argv[0] = exe;
+        }
 
-        /* R5: exactly these fds; QEMU's stdout joins its stderr so nothing it says is lost. */
-        const spawn_fd plan[] = {
+        /* R5: exactly these fds; QEMU's stdout joins its stderr so nothing it says is lost.
+         * In a jail, each disk follows as the fd QEMU adds to its fd set. */
+        const spawn_fd common[] = {
                 {devnull, 0}, {err_theirs, 1}, {err_theirs, 2}, {dm->listen_fd, 3}, {ev_theirs, 4},
         };
+        _cleanup_free_ spawn_fd *plan = calloc(ELEMENTSOF(common) + js.n_disks, sizeof(*plan));
+        if (!plan)
+                return -ENOMEM;
+        memcpy(plan, common, sizeof(common));
+        for (size_t i = 0; i < js.n_disks; i++)
+                plan[ELEMENTSOF(common) + i] = (spawn_fd){js.disk_fds[i], js.child_fds[i]};
         char *const envp[] = {NULL};
         spawn_params sp = {
-                .path = m->qemu,
+                .path = jailed ? js.files.exec_path : m->qemu,
                 .argv = argv,
                 .envp = envp,
                 .fds = plan,
-                .n_fds = ELEMENTSOF(plan),
+                .n_fds = ELEMENTSOF(common) + js.n_disks,
                 .restrict_ = &m->restrict_,
+                .jail = jailed ? &js.jail : NULL,
                 .new_session = true,
         };
         set_state(dm, QDM_DM_SPAWNING);
