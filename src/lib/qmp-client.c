@@ -33,6 +33,7 @@
 #define MAX_FDS_PER_CMD   16
 #define CONNECT_RETRY_MIN (1 * USEC_PER_MSEC)
 #define CONNECT_RETRY_MAX (50 * USEC_PER_MSEC)
+#define ID_PREFIX_LEN     8
 
 typedef enum qmp_state {
         QMP_INIT,
@@ -81,7 +82,7 @@ struct qdm_qmp {
         qmp_wire *wire;
         size_t max_message;
 
-        char id_prefix[24]; /* "q" + 16 hex digits + "-" */
+        char id_prefix[ID_PREFIX_LEN + 1]; /* random; the decimal serial follows */
         size_t id_prefix_len;
         uint64_t next_serial;
 
@@ -198,12 +199,19 @@ QDM_EXPORT int qdm_qmp_new(qdm_ctx *ctx, qdm_qmp **ret_qmp)
         q->version[0] = q->version[1] = q->version[2] = -1;
 
         /* A per-connection random prefix makes every id unique across connections and
-         * processes, so a reply meant for another client never matches one of ours. */
+         * processes, so a reply meant for another client never matches one of ours. It is
+         * short on purpose: QEMU reads commands a byte per main-loop iteration. 8 characters
+         * of 6 random bits each (48 bits) keep a collision between two clients of one monitor
+         * at 2^-48. */
+        static const char alphabet[] =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         uint64_t nonce;
         if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
                 nonce = now_usec() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)q;
-        q->id_prefix_len = (size_t)snprintf(q->id_prefix, sizeof(q->id_prefix), "q%016llx-",
-                                            (unsigned long long)nonce);
+        for (size_t i = 0; i < ID_PREFIX_LEN; i++, nonce >>= 6)
+                q->id_prefix[i] = alphabet[nonce & 63];
+        q->id_prefix[ID_PREFIX_LEN] = '\0';
+        q->id_prefix_len = ID_PREFIX_LEN;
         q->next_serial = q->base_serial = 1;
         q->ctx = qdm_ctx_ref(ctx);
         *ret_qmp = q;
@@ -777,7 +785,7 @@ static int on_greeting(qdm_qmp *q, const qmp_msg *m)
                            true, NULL);
 }
 
-/* Our ids are "<prefix><decimal serial>"; anything else is not ours. */
+/* Our ids are "<8-character prefix><decimal serial>"; anything else is not ours. */
 static qmp_cmd *lookup_reply(qdm_qmp *q, json_object *id)
 {
         if (!id || !json_object_is_type(id, json_type_string))

@@ -833,16 +833,18 @@ int qmp_wire_format_command(const char *command, json_object *args, json_object 
                 return -EINVAL;
         }
 
-        char *buf = malloc(n + 3);
+        /* A bare "\n": QEMU's monitor reads commands one byte per main-loop iteration, so every
+         * byte of a command costs a round trip a few microseconds; "\r" buys nothing. */
+        char *buf = malloc(n + 2);
         if (!buf) {
                 json_object_put(root);
                 return -ENOMEM;
         }
         memcpy(buf, s, n);
-        memcpy(buf + n, "\r\n", 3);
+        memcpy(buf + n, "\n", 2);
         json_object_put(root);
 
         *ret_buf = buf;
-        *ret_len = n + 2;
+        *ret_len = n + 1;
         return 0;
 }

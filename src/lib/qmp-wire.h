@@ -89,7 +89,7 @@ size_t qmp_wire_buffered(const qmp_wire *w);   /* bytes held waiting for a newli
 void qmp_msg_free(qmp_msg *m);
 
 /*
- * Serialize {"execute": command, "arguments": args, "id": id} followed by "\r\n".
+ * Serialize {"execute": command, "arguments": args, "id": id} followed by "\n".
  * args may be NULL (no "arguments" member) and must otherwise be a JSON object; id must be
  * non-NULL. Neither is consumed. Returns 0 and a malloc'd buffer + length, or -EINVAL/-ENOMEM.
  */

@@ -1157,7 +1157,7 @@ static void test_format_command(void **state)
         json_object *id = json_object_new_int(1);
 
         assert_int_equal(qmp_wire_format_command("qmp_capabilities", NULL, id, &buf, &len), 0);
-        assert_string_equal(buf, "{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n");
+        assert_string_equal(buf, "{\"execute\":\"qmp_capabilities\",\"id\":1}\n");
         assert_int_equal(len, strlen(buf));
         free(buf);
 
@@ -1167,7 +1167,7 @@ static void test_format_command(void **state)
         assert_int_equal(qmp_wire_format_command("x-debug.cmd_1", args, sid, &buf, &len), 0);
         assert_string_equal(buf, "{\"execute\":\"x-debug.cmd_1\",\"arguments\":{\"enable\":"
                                  "[\"oob\"],\"path\":\"/dev/fdset/1\",\"n\":18446744073709551615,"
-                                 "\"s\":\"\xc3\xa9\"},\"id\":\"qdm-7\"}\r\n");
+                                 "\"s\":\"\xc3\xa9\"},\"id\":\"qdm-7\"}\n");
         assert_int_equal(len, strlen(buf));
         /* Neither argument was consumed, and the output is strict JSON. */
         assert_int_equal(json_object_get_type(args), json_type_object);
@@ -1223,7 +1223,7 @@ static void test_format_command(void **state)
         assert_int_equal(qmp_wire_format_command("cont", ok, id, &buf, &len), 0);
         assert_string_equal(
                 buf, "{\"execute\":\"cont\",\"arguments\":{\"d\":0.5,\"c\":\"a\\tb\\u0001\"},"
-                     "\"id\":1}\r\n");
+                     "\"id\":1}\n");
         free(buf);
         json_object_put(ok);
 
