@@ -2,7 +2,8 @@
 /*
  * qdm audit: proof, not promise. Reads the running QEMU's restriction back from /proc (ids,
  * groups, capability sets, NoNewPrivs, seccomp, root, namespaces against ours, rlimits, every
- * open fd) and marks each line as expected or not for the configured restriction mode.
+ * open fd; in jail mode also every mount of its mount namespace) and marks each line as
+ * expected or not for the configured restriction mode.
  * Exit 1 if anything is off. Nothing here trusts what qdm meant to do: only what /proc shows.
  */
 #include <dirent.h>
@@ -86,16 +87,32 @@ static bool dir_is_empty(const char *path)
         return empty;
 }
 
+/* The configured disks, as paths and as the kernel names the files behind them. */
+static bool is_disk(const dm_state *s, const char *target)
+{
+        for (size_t i = 0; s->disks && s->disks[i]; i++) {
+                if (streq_ptr(target, s->disks[i]))
+                        return true;
+                _cleanup_free_ char *real = realpath(s->disks[i], NULL);
+                if (real && streq_ptr(target, real))
+                        return true;
+        }
+        return false;
+}
+
 /* What a restricted QEMU may hold: what qdm planned (0 /dev/null, 1-2 the stderr pipe, 3-4
- * the monitors), sockets and kernel objects of its own, and the few devices it opens itself.
- * A pipe elsewhere was inherited, not planned; a path to any other host file was opened
- * before the drop and survives the chroot. Neither is expected. */
-static bool fd_expected(int fd, const char *target)
+ * the monitors; in a jail, the disks as fd sets), sockets and kernel objects of its own, the
+ * few devices it opens itself, and its disks. A pipe elsewhere was inherited, not planned; a
+ * path to any other host file was opened before the drop and survives the chroot. Neither is
+ * expected. */
+static bool fd_expected(const dm_state *s, int fd, const char *target)
 {
         if (fd == 0)
                 return streq_ptr(target, "/dev/null");
         if (fd == 1 || fd == 2)
                 return strncmp(target, "pipe:[", 6) == 0;
+        if (is_disk(s, target))
+                return true;
         static const char *const prefixes[] = {"socket:[", "anon_inode:"};
         static const char *const devices[] = {"/dev/null",   "/dev/kvm",     "/dev/urandom",
                                               "/dev/random", "/dev/net/tun", "/dev/vhost-net"};
@@ -108,9 +125,98 @@ static bool fd_expected(int fd, const char *target)
         return false;
 }
 
+/* The group a jailed QEMU may hold besides its own: /dev/kvm's, when that is how KVM is made
+ * usable for device models (group-accessible, and not root's group). */
+static bool kvm_group(gid_t *ret)
+{
+        struct stat st;
+        if (stat("/dev/kvm", &st) < 0 || !S_ISCHR(st.st_mode) || (st.st_mode & 0060) != 0060 ||
+            st.st_gid == 0)
+                return false;
+        *ret = st.st_gid;
+        return true;
+}
+
+static bool mount_has_option(const char *options, const char *want)
+{
+        size_t k = strlen(want);
+        for (const char *o = options; *o;) {
+                size_t n = strcspn(o, ",");
+                if (n == k && strncmp(o, want, k) == 0)
+                        return true;
+                o += n + (o[n] == ',');
+        }
+        return false;
+}
+
+/* Jail mode: QEMU's mount namespace, from /proc/PID/mountinfo. It must hold a read-only tmpfs
+ * as its root and nothing but read-only, nosuid binds of single host files or directories
+ * below it: no proc, sysfs or other kernel interface, no writable place. One line per mount
+ * that is not so, and a summary. */
+static void audit_jail_mounts(audit *a, pid_t pid)
+{
+        static const char *const kernel_fs[] = {
+                "proc",   "sysfs",    "cgroup",      "cgroup2", "debugfs", "tracefs",
+                "bpf",    "configfs", "securityfs",  "mqueue",  "devpts",  "hugetlbfs",
+                "pstore", "efivarfs", "binfmt_misc", "fusectl", "autofs",  "nsfs",
+        };
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f) {
+                check(a, "mounts", false, NULL, "unreadable");
+                return;
+        }
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        unsigned n = 0, bad = 0;
+        bool root_ok = false;
+        while (getline(&line, &cap, f) > 0) {
+                /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER */
+                char *field[6] = {0}, *save = NULL, *sep = strstr(line, " - ");
+                if (!sep)
+                        continue;
+                *sep = '\0';
+                char *fstype = sep + 3;
+                fstype[strcspn(fstype, " \n")] = '\0';
+                char *tok = strtok_r(line, " ", &save);
+                for (int i = 0; tok && i < 6; i++, tok = strtok_r(NULL, " ", &save))
+                        field[i] = tok;
+                if (!field[5])
+                        continue;
+                const char *root = field[3], *where = field[4], *options = field[5];
+                bool ro = mount_has_option(options, "ro");
+                bool nosuid = mount_has_option(options, "nosuid");
+                n++;
+                if (strcmp(where, "/") == 0) {
+                        root_ok = n == 1 && ro && nosuid && strcmp(fstype, "tmpfs") == 0;
+                        if (!root_ok) {
+                                bad++;
+                                check(a, "mount", false, "a read-only tmpfs", "/ (%s, %s)", fstype,
+                                      options);
+                        }
+                        continue;
+                }
+                bool kernel = false;
+                for (size_t i = 0; i < ELEMENTSOF(kernel_fs); i++)
+                        kernel |= strcmp(fstype, kernel_fs[i]) == 0;
+                /* A device node is fine; the whole of /dev (a devtmpfs root) is not. */
+                bool whole_dev = strcmp(fstype, "devtmpfs") == 0 && strcmp(root, "/") == 0;
+                if (!ro || !nosuid || kernel || whole_dev) {
+                        bad++;
+                        check(a, "mount", false, "a read-only, nosuid bind", "%s (%s%s, %s)", where,
+                              fstype, whole_dev ? " root" : "", options);
+                }
+        }
+        check(a, "mounts", root_ok && bad == 0 && n > 0, "a read-only tmpfs root, read-only binds",
+              "%u: a %s tmpfs root and %u binds%s", n, root_ok ? "read-only" : "WRONG",
+              n > 0 ? n - 1 : 0, bad ? ", not all as expected" : ", all read-only and nosuid");
+}
+
 static void audit_restricted(audit *a, const control *c, pid_t pid, bool restricted)
 {
         const dm_state *s = &c->record;
+        bool jail = streq_ptr(s->restrict_, "jail");
         proc_status st;
         if (proc_status_read(pid, &st) < 0) {
                 check(a, "process", false, "alive", "gone");
@@ -127,12 +233,19 @@ static void audit_restricted(audit *a, const control *c, pid_t pid, bool restric
         check(a, "gid", gids_ok, own, "%u/%u/%u/%u", (unsigned)st.gid[0], (unsigned)st.gid[1],
               (unsigned)st.gid[2], (unsigned)st.gid[3]);
         _cleanup_free_ char *groups = read_groups(pid);
-        char own_gid[32];
+        char own_gid[32], kvm_gid[32] = "";
+        gid_t kg;
         snprintf(own_gid, sizeof(own_gid), "%u", (unsigned)s->gid);
+        if (jail && kvm_group(&kg))
+                snprintf(kvm_gid, sizeof(kvm_gid), "%u", (unsigned)kg);
         bool groups_ok =
-                !restricted || (groups && (*groups == '\0' || strcmp(groups, own_gid) == 0));
-        check(a, "groups", groups_ok, restricted ? "none but its own" : NULL, "%s",
-              groups && *groups ? groups : "none");
+                !restricted || (groups && (*groups == '\0' || strcmp(groups, own_gid) == 0 ||
+                                           (*kvm_gid && strcmp(groups, kvm_gid) == 0)));
+        check(a, "groups", groups_ok,
+              !restricted ? NULL
+              : jail      ? "none but its own, or /dev/kvm's group"
+                          : "none but its own",
+              "%s", groups && *groups ? groups : "none");
 
         const struct {
                 const char *name;
@@ -142,7 +255,8 @@ static void audit_restricted(audit *a, const control *c, pid_t pid, bool restric
                 {"CapPrm", st.cap_prm, 0},
                 {"CapEff", st.cap_eff, 0},
                 {"CapAmb", st.cap_amb, 0},
-                {"CapBnd", st.cap_bnd, RESTRICT_QEMU_KEEP_CAPS},
+                /* A jailed QEMU never had a capability; mode qemu keeps what its drop needs. */
+                {"CapBnd", st.cap_bnd, jail ? 0 : RESTRICT_QEMU_KEEP_CAPS},
         };
         for (size_t i = 0; i < ELEMENTSOF(caps); i++) {
                 char want[64];
@@ -157,9 +271,23 @@ static void audit_restricted(audit *a, const control *c, pid_t pid, bool restric
 
         _cleanup_free_ char *root = NULL;
         _cleanup_free_ char *want_root = rundir_path(c->run_dir, c->name, "root");
+        uint64_t mnt_theirs = 0, mnt_ours = 0;
+        bool own_mnt = proc_ns_ino(pid, "mnt", &mnt_theirs) >= 0 &&
+                       proc_ns_ino(getpid(), "mnt", &mnt_ours) >= 0 && mnt_theirs != mnt_ours;
         if (proc_root(pid, &root) < 0)
                 check(a, "root", !restricted, NULL, "unreadable");
-        else {
+        else if (jail) {
+                /* Pivoted into its own tmpfs: seen from here, its root is "/" of a mount
+                 * namespace that is not ours, and the directory it was built on stays empty. */
+                struct stat sb;
+                bool empty = want_root && stat(want_root, &sb) == 0 && (sb.st_mode & 07777) == 0 &&
+                             dir_is_empty(want_root);
+                check(a, "root", streq_ptr(root, "/") && own_mnt && empty,
+                      "/ of its own mount namespace", "%s%s%s", root,
+                      own_mnt ? " (its own mount namespace)" : " (the host's mount namespace!)",
+                      empty ? "" : " (the host's root directory for it is not empty)");
+                audit_jail_mounts(a, pid);
+        } else {
                 struct stat sb;
                 bool empty = want_root && stat(want_root, &sb) == 0 && (sb.st_mode & 07777) == 0 &&
                              dir_is_empty(want_root);
@@ -175,6 +303,8 @@ static void audit_restricted(audit *a, const control *c, pid_t pid, bool restric
                     proc_ns_ino(getpid(), namespaces[i], &ours) < 0)
                         continue;
                 bool must_differ = restricted && (i == 0 || i == 1);
+                if (jail)
+                        must_differ = i <= 2 || (i == 3 && s->ns_net) || (i == 4 && s->ns_pid);
                 char item[32];
                 snprintf(item, sizeof(item), "ns %s", namespaces[i]);
                 check(a, item, !must_differ || theirs != ours, must_differ ? "its own" : NULL,
@@ -208,7 +338,7 @@ static void audit_restricted(audit *a, const control *c, pid_t pid, bool restric
         for (size_t i = 0; i < n; i++) {
                 char item[32];
                 snprintf(item, sizeof(item), "fd %d", fds[i].fd);
-                bool ok = !restricted || fd_expected(fds[i].fd, fds[i].target);
+                bool ok = !restricted || fd_expected(s, fds[i].fd, fds[i].target);
                 check(a, item, ok, ok ? NULL : "not planned by qdm", "%s", fds[i].target);
         }
         proc_fds_free(fds, n);

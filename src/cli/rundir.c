@@ -196,6 +196,9 @@ void dm_state_done(dm_state *s)
         free(s->machine);
         free(s->accel);
         free(s->end_reason);
+        for (size_t i = 0; s->disks && s->disks[i]; i++)
+                free(s->disks[i]);
+        free(s->disks);
         memset(s, 0, sizeof(*s));
 }
 
@@ -268,6 +271,30 @@ int dm_state_parse(const char *buf, size_t n, const char *name, dm_state *ret)
                     json_object_is_type(lim, json_type_int) && json_object_get_int64(lim) >= 0)
                         s.rlimits[i] = json_object_get_int64(lim);
         }
+        json_object *ns = NULL, *v_ns = NULL;
+        if (json_object_object_get_ex(o, "namespaces", &ns) &&
+            json_object_is_type(ns, json_type_object)) {
+                s.ns_net = json_object_object_get_ex(ns, "net", &v_ns) &&
+                           json_object_is_type(v_ns, json_type_boolean) &&
+                           json_object_get_boolean(v_ns);
+                s.ns_pid = json_object_object_get_ex(ns, "pid", &v_ns) &&
+                           json_object_is_type(v_ns, json_type_boolean) &&
+                           json_object_get_boolean(v_ns);
+        }
+        json_object *disks = NULL;
+        if (json_object_object_get_ex(o, "disks", &disks) &&
+            json_object_is_type(disks, json_type_array) && json_object_array_length(disks) < 256) {
+                size_t n_disks = json_object_array_length(disks);
+                s.disks = calloc(n_disks + 1, sizeof(char *));
+                ok = ok && s.disks;
+                for (size_t i = 0, k = 0; ok && i < n_disks; i++) {
+                        json_object *d = json_object_array_get_idx(disks, i);
+                        if (!json_object_is_type(d, json_type_string))
+                                continue;
+                        s.disks[k] = strdup(json_object_get_string(d));
+                        ok = s.disks[k++] != NULL;
+                }
+        }
         get_u64(o, "created", &s.created);
         get_u64(o, "ready_usec", &s.ready_usec);
         if (get_u64(o, "exit_code", &v) && v < 256) {
@@ -339,6 +366,18 @@ json_object *dm_state_to_json(const dm_state *s)
                         json_object_object_add(rl, rundir_rlimits[i].name,
                                                json_object_new_int64(s->rlimits[i]));
         json_object_object_add(o, "rlimits", rl);
+        if (s->ns_net || s->ns_pid) {
+                json_object *ns = json_object_new_object();
+                json_object_object_add(ns, "net", json_object_new_boolean(s->ns_net));
+                json_object_object_add(ns, "pid", json_object_new_boolean(s->ns_pid));
+                json_object_object_add(o, "namespaces", ns);
+        }
+        if (s->disks && s->disks[0]) {
+                json_object *disks = json_object_new_array();
+                for (size_t i = 0; s->disks[i]; i++)
+                        json_object_array_add(disks, json_object_new_string(s->disks[i]));
+                json_object_object_add(o, "disks", disks);
+        }
         json_object_object_add(o, "created", json_object_new_uint64(s->created));
         json_object_object_add(o, "ready_usec", json_object_new_uint64(s->ready_usec));
         if (s->ended) {

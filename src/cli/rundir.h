@@ -71,6 +71,10 @@ typedef struct dm_state {
         char *accel;
         /* The configured rlimits, for `qdm audit`: RLIMIT_* value, or -1 when inherited. */
         int64_t rlimits[RUNDIR_N_RLIMITS];
+        /* Also for `qdm audit`: the namespaces asked for beyond the mode's own (jail), and the
+         * disks (QEMU holds them open: in jail mode qdm passed them as fds). */
+        bool ns_net, ns_pid;
+        char **disks; /* NULL-terminated, may be NULL */
         /* How it ended, when state is "exited" or "failed". */
         bool ended;
         int exit_code; /* >= 0 */

@@ -345,6 +345,11 @@ int cmd_supervise(const cli_globals *g, int argc, char **argv)
         s.record.restrict_ = strdup(qdm_restrict_mode_to_string(m->restrict_.mode));
         s.record.machine = strdup(m->machine);
         s.record.accel = strdup(qdm_accel_to_string(m->accel));
+        s.record.ns_net = m->restrict_.unshare_net;
+        s.record.ns_pid = m->restrict_.unshare_pid;
+        if (m->n_disks > 0 && (s.record.disks = calloc(m->n_disks + 1, sizeof(char *))))
+                for (size_t i = 0; i < m->n_disks; i++)
+                        s.record.disks[i] = strdup(m->disks[i].path);
         s.record.created = (uint64_t)time(NULL);
         const rlim_t configured[RUNDIR_N_RLIMITS] = {
                 m->restrict_.rlimits.fsize,    m->restrict_.rlimits.core,
