@@ -7,6 +7,7 @@ packages=(
         libjson-c-dev libcmocka-dev scdoc
         clang clang-format libclang-rt-14-dev
         qemu-system-x86 qemu-utils
+        ipxe # /boot/ipxe.lkrn: a 300 KB Linux-format kernel for the jail's direct-boot test
 )
 missing=()
 for p in "${packages[@]}"; do
