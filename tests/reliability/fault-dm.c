@@ -45,9 +45,9 @@
 #include "qdm.h"
 #include "rel-common.h"
 
-#define KILL_GRACE_USEC       (20 * USEC_PER_SEC)
-#define WAIT_USEC             (40 * USEC_PER_SEC)
-#define MAX_DELAY_USEC        5000
+#define KILL_GRACE_USEC (20 * USEC_PER_SEC)
+#define WAIT_USEC       (40 * USEC_PER_SEC)
+#define MAX_DELAY_USEC  5000
 
 typedef enum step {
         STEP_GREETING,
@@ -162,13 +162,13 @@ static void on_op(qdm_dm *dm, int error, void *userdata)
 }
 
 /* Run the context until cond holds or timeout passes; false on timeout. */
-#define RUN_UNTIL(ctx, cond, timeout)                                                \
-        ({                                                                           \
-                uint64_t _dl = now_usec() + (timeout);                               \
-                while (!(cond) && now_usec() < _dl)                                  \
-                        if (qdm_ctx_run((ctx), 50 * USEC_PER_MSEC) < 0)              \
-                                break;                                               \
-                (bool)(cond);                                                        \
+#define RUN_UNTIL(ctx, cond, timeout)                                   \
+        ({                                                              \
+                uint64_t _dl = now_usec() + (timeout);                  \
+                while (!(cond) && now_usec() < _dl)                     \
+                        if (qdm_ctx_run((ctx), 50 * USEC_PER_MSEC) < 0) \
+                                break;                                  \
+                (bool)(cond);                                           \
         })
 
 static const char *errname(int e)
@@ -211,16 +211,16 @@ static qdm_config *make_config(const char *name)
         return c;
 }
 
-#define CHECK(r, cond, ...)                                                                    \
-        do {                                                                                   \
-                if (!(cond)) {                                                                 \
-                        char _m[2048];                                                          \
-                        snprintf(_m, sizeof(_m), __VA_ARGS__);                                 \
-                        rel_fail(&(r)->c->failures, "%s run %u (delay %llu us): %s [%s]",      \
+#define CHECK(r, cond, ...)                                                                       \
+        do {                                                                                      \
+                if (!(cond)) {                                                                    \
+                        char _m[2048];                                                            \
+                        snprintf(_m, sizeof(_m), __VA_ARGS__);                                    \
+                        rel_fail(&(r)->c->failures, "%s run %u (delay %llu us): %s [%s]",         \
                                  (r)->c->name, (r)->c->runs, (unsigned long long)(r)->delay_usec, \
-                                 _m, #cond);                                                   \
-                        ok = false;                                                            \
-                }                                                                              \
+                                 _m, #cond);                                                      \
+                        ok = false;                                                               \
+                }                                                                                 \
         } while (0)
 
 static bool contains(const char *hay, const char *needle)
@@ -300,8 +300,8 @@ static void one_run(fault_case *c, const char *run_dir)
                         CHECK(&r, RUN_UNTIL(ctx, qdm_dm_get_state(dm) == QDM_DM_EXITED, WAIT_USEC),
                               "QEMU's death was not noticed: state %s",
                               qdm_dm_state_to_string(qdm_dm_get_state(dm)));
-                        CHECK(&r, contains(qdm_dm_get_error(dm), "killed by signal 9"),
-                              "error: %s", qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
+                        CHECK(&r, contains(qdm_dm_get_error(dm), "killed by signal 9"), "error: %s",
+                              qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
                         int st = 0;
                         CHECK(&r, qdm_dm_get_exit(dm, &st) == 0 && st == -SIGKILL, "exit %d", st);
                         rel_samples_add(&c->latency, r.t_final - r.t_inject);
@@ -332,15 +332,16 @@ static void one_run(fault_case *c, const char *run_dir)
                 r.pid = qdm_dm_get_pid(dm);
                 inject(&r);
                 if (c->sig == SIGKILL) {
-                        CHECK(&r, RUN_UNTIL(ctx, r.op_calls > 0 &&
-                                                         qdm_dm_get_state(dm) == QDM_DM_EXITED,
-                                            WAIT_USEC),
+                        CHECK(&r,
+                              RUN_UNTIL(ctx,
+                                        r.op_calls > 0 && qdm_dm_get_state(dm) == QDM_DM_EXITED,
+                                        WAIT_USEC),
                               "resume %d calls, state %s", r.op_calls,
                               qdm_dm_state_to_string(qdm_dm_get_state(dm)));
                         CHECK(&r, r.op_err == -ESRCH || r.op_err == 0, "resume: %s",
                               errname(r.op_err));
-                        CHECK(&r, contains(qdm_dm_get_error(dm), "killed by signal 9"),
-                              "error: %s", qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
+                        CHECK(&r, contains(qdm_dm_get_error(dm), "killed by signal 9"), "error: %s",
+                              qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
                         uint64_t reported = r.op_err == -ESRCH ? r.t_op_done : r.t_final;
                         rel_samples_add(&c->latency, reported - r.t_inject);
                         snprintf(outcome_text, sizeof(outcome_text), "resume %s, exited",
@@ -370,12 +371,14 @@ static void one_run(fault_case *c, const char *run_dir)
                 CHECK(&r, r.op_err == 0, "resume: %s", errname(r.op_err));
                 r.op_calls = 0;
                 r.inject_at = QDM_DM_STOPPING;
-                uint64_t grace = c->sig == SIGKILL ? KILL_GRACE_USEC : stop_timeout_ms * USEC_PER_MSEC;
+                uint64_t grace =
+                        c->sig == SIGKILL ? KILL_GRACE_USEC : stop_timeout_ms * USEC_PER_MSEC;
                 uint64_t t0 = now_usec();
                 CHECK(&r, qdm_dm_shutdown(dm, grace, on_op, &r) == 0, "shutdown refused");
                 CHECK(&r, r.injected, "STOPPING was not reported from qdm_dm_shutdown");
-                CHECK(&r, RUN_UNTIL(ctx, r.op_calls > 0 && qdm_dm_get_state(dm) == QDM_DM_EXITED,
-                                    WAIT_USEC),
+                CHECK(&r,
+                      RUN_UNTIL(ctx, r.op_calls > 0 && qdm_dm_get_state(dm) == QDM_DM_EXITED,
+                                WAIT_USEC),
                       "shutdown %d calls, state %s", r.op_calls,
                       qdm_dm_state_to_string(qdm_dm_get_state(dm)));
                 int st = 0;
@@ -391,9 +394,8 @@ static void one_run(fault_case *c, const char *run_dir)
                         CHECK(&r, r.op_err == -ETIMEDOUT, "shutdown: %s", errname(r.op_err));
                         CHECK(&r, contains(qdm_dm_get_error(dm), "grace period"), "error: %s",
                               qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
-                        rel_samples_add(&c->overshoot, r.t_op_done > t0 + grace
-                                                               ? r.t_op_done - t0 - grace
-                                                               : 0);
+                        rel_samples_add(&c->overshoot,
+                                        r.t_op_done > t0 + grace ? r.t_op_done - t0 - grace : 0);
                 }
                 snprintf(outcome_text, sizeof(outcome_text), "shutdown %s, exited",
                          errname(r.op_err));
@@ -442,8 +444,8 @@ static void report(fault_case *c)
         rel_samples_stats(&c->latency, &med, &max);
         rel_samples_stats(&c->overshoot, &omed, &omax);
         rel_samples_stats(&c->destroy, &dmed, &dmax);
-        printf("%-17s runs %3u  failures %2u  leaks %2u  latency ms median %7.2f max %7.2f", c->name,
-               c->runs, c->failures, c->leaks, med, max);
+        printf("%-17s runs %3u  failures %2u  leaks %2u  latency ms median %7.2f max %7.2f",
+               c->name, c->runs, c->failures, c->leaks, med, max);
         if (c->overshoot.n)
                 printf("  overshoot ms median %5.2f max %5.2f", omed, omax);
         if (c->destroy.n)
@@ -458,8 +460,10 @@ static void report(fault_case *c)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"runs", required_argument, NULL, 'n'}, {"seed", required_argument, NULL, 's'},
-                {"case", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
+                {"runs", required_argument, NULL, 'n'},
+                {"seed", required_argument, NULL, 's'},
+                {"case", required_argument, NULL, 'c'},
+                {"quiet", no_argument, NULL, 'q'},
                 {"stop-timeout-ms", required_argument, NULL, 't'},
                 {"skip", required_argument, NULL, 'x'},
                 {0},

@@ -123,9 +123,9 @@ int main(int argc, char **argv)
                         calls++;
                         if (r < 0)
                                 rel_fail(&failed, "%s: query-status: %s", name, strerror(-r));
-                        else if (!json || (!strstr(json, "\"prelaunch\"") &&
-                                           !strstr(json, "\"running\"") &&
-                                           !strstr(json, "\"paused\"")))
+                        else if (!json ||
+                                 (!strstr(json, "\"prelaunch\"") && !strstr(json, "\"running\"") &&
+                                  !strstr(json, "\"paused\"")))
                                 rel_fail(&wrong, "%s: query-status answered %s", name,
                                          json ? json : "(null)");
                         free(json);
@@ -143,7 +143,6 @@ int main(int argc, char **argv)
         }
         printf("load-client: calls %u failed %u wrong %u rss_kib_first %ld rss_kib_start %ld "
                "rss_kib_end %ld fds_start %d fds_end %d\n",
-               calls, failed, wrong, rss0, rss_start, rel_rss_kib(0), fds_start,
-               test_count_fds());
+               calls, failed, wrong, rss0, rss_start, rel_rss_kib(0), fds_start, test_count_fds());
         return failed || wrong || test_count_fds() != fds_start ? 1 : 0;
 }

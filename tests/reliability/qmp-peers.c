@@ -36,10 +36,10 @@
 
 static unsigned failures;
 
-#define CHECK(cond, ...)                                                    \
-        do {                                                                \
-                if (!(cond))                                                \
-                        rel_fail(&failures, __VA_ARGS__);                   \
+#define CHECK(cond, ...)                                  \
+        do {                                              \
+                if (!(cond))                              \
+                        rel_fail(&failures, __VA_ARGS__); \
         } while (0)
 
 #define RUN_UNTIL(ctx, cond, timeout)                                   \
@@ -166,8 +166,9 @@ static void test_wedge(unsigned cycles)
         int r = q ? qdm_qmp_wait_ready(q, 5 * USEC_PER_SEC) : -ENOTCONN;
         if (r == 0)
                 r = qdm_qmp_execute(q, "query-status", NULL, 5 * USEC_PER_SEC, &json, NULL);
-        CHECK(r == 0 && json && strstr(json, "\"status\""), "wedge: the final client was not "
-                                                             "served: %s",
+        CHECK(r == 0 && json && strstr(json, "\"status\""),
+              "wedge: the final client was not "
+              "served: %s",
               strerror(-r));
         free(json);
         qdm_qmp_unref(q);
@@ -230,19 +231,20 @@ static void test_misroute(unsigned runs)
                 }
                 char mine[64], theirs[128];
                 snprintf(mine, sizeof(mine), "{\"mine\": %u}", i);
-                snprintf(theirs, sizeof(theirs),
-                         "{\"execute\":\"x-echo\",\"arguments\":{\"theirs\":%u},\"id\":\"a%u\"}\r\n",
-                         i, i);
+                snprintf(
+                        theirs, sizeof(theirs),
+                        "{\"execute\":\"x-echo\",\"arguments\":{\"theirs\":%u},\"id\":\"a%u\"}\r\n",
+                        i, i);
                 result res = {0};
                 unsigned order = (unsigned)random() % 3;
                 if (order == 0) /* ours queued before theirs is even sent */
-                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC,
-                                           result_cb, &res, NULL) == 0,
+                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC, result_cb,
+                                           &res, NULL) == 0,
                               "misroute: send");
                 CHECK(test_raw_send(a, theirs) == 0, "misroute: naive send");
                 if (order == 1)
-                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC,
-                                           result_cb, &res, NULL) == 0,
+                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC, result_cb,
+                                           &res, NULL) == 0,
                               "misroute: send");
                 /* Hang up after 0-4 ms: before, during or after the 2 ms execution. */
                 rel_sleep_usec(rel_random_usec(4000));
@@ -252,8 +254,8 @@ static void test_misroute(unsigned runs)
                         uint64_t until = now_usec() + rel_random_usec(3000);
                         while (now_usec() < until)
                                 (void)qdm_ctx_run(ctx, 500);
-                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC,
-                                           result_cb, &res, NULL) == 0,
+                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC, result_cb,
+                                           &res, NULL) == 0,
                               "misroute: send");
                 }
                 CHECK(RUN_UNTIL(ctx, res.calls > 0, 15 * USEC_PER_SEC), "misroute run %u: no reply",
@@ -376,8 +378,8 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
                         rel_fail(fc, "flood: %llu events counted, %llu delivered",
                                  (unsigned long long)st.events, (unsigned long long)events);
         } else if (strcmp(h->mode, "stale") == 0 || strcmp(h->mode, "greet-twice") == 0) {
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb,
-                             &res[0], NULL);
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb, &res[0],
+                             NULL);
                 if (!RUN_UNTIL(ctx, res[0].calls > 0, 10 * USEC_PER_SEC))
                         rel_fail(fc, "%s: hang", h->mode);
                 else if (res[0].error != 0 || !strstr(res[0].json, "prelaunch"))
@@ -394,8 +396,8 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
                 /* One command: half its reply, then the server closes. (With a second
                  * command written after the close, that write fails first and the error is
                  * -EPIPE, also "the peer hung up"; test-qmp-fake.c covers queued ones.) */
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb,
-                             &res[0], NULL);
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb, &res[0],
+                             NULL);
                 if (!RUN_UNTIL(ctx, d.calls > 0 && res[0].calls, 10 * USEC_PER_SEC))
                         rel_fail(fc, "close-mid: hang");
                 if (d.error != -ECONNRESET || res[0].error != -ECONNRESET)
@@ -425,7 +427,9 @@ static void test_hostile(unsigned cycles)
 {
         hostile modes[] = {
                 {.mode = "endless", .delay_ms = NULL, .expect = "-ETIMEDOUT, 64 MiB line dropped"},
-                {.mode = "flood", .delay_ms = "300", .expect = "events delivered, commands answered"},
+                {.mode = "flood",
+                 .delay_ms = "300",
+                 .expect = "events delivered, commands answered"},
                 {.mode = "deep", .delay_ms = NULL, .expect = "-ETIMEDOUT, 1 rejected"},
                 {.mode = "badutf8", .delay_ms = NULL, .expect = "-ETIMEDOUT, 1 rejected"},
                 {.mode = "stale", .delay_ms = NULL, .expect = "answer ok, strays dropped"},
@@ -469,8 +473,8 @@ static void test_hostile(unsigned cycles)
                        h->mode, h->cycles, h->failures, h->expect, rss_before, h->rss_first,
                        h->rss_last, h->rss_peak, (double)h->max_cycle_usec / 1000.0);
                 if (h->events)
-                        printf("  %llu events, up to %.0f events/s",
-                               (unsigned long long)h->events, h->events_per_sec);
+                        printf("  %llu events, up to %.0f events/s", (unsigned long long)h->events,
+                               h->events_per_sec);
                 printf("\n");
                 fflush(stdout);
         }
