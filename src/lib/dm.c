@@ -837,8 +837,8 @@ static int start_spawn(qdm_dm *dm)
                 return r;
         /* The probe runs inside the start's deadline: a binary that hangs fails it in time. */
         uint64_t now = now_usec(), deadline = usec_add(dm->start_begin, dm->start_timeout);
-        r = qemu_probe_get(m->qemu, dm->cache_dir, deadline > now ? deadline - now : 1, &probe,
-                           &why);
+        r = qemu_probe_get(m->qemu, dm->cache_dir, deadline > now ? deadline - now : 1,
+                           m->restrict_.mode == QDM_RESTRICT_JAIL, &probe, &why);
         if (r == -ETIMEDOUT && now_usec() >= deadline) {
                 set_error(dm, "QEMU was not ready within %llu ms (stuck while probing %s)",
                           (unsigned long long)(dm->start_timeout / USEC_PER_MSEC), m->qemu);

@@ -3,9 +3,9 @@
  * probe: learn what a QEMU binary supports by asking it, as libxl does: a throwaway
  * `-S -machine none` QEMU on a socketpair monitor answers query-command-line-options for
  * "sandbox" (absent when QEMU was built without seccomp) and "run-with" (QEMU >= 8.1 has
- * chroot=, >= 9.1 user=), then quits. A second run, `QEMU -L help`, lists the directories QEMU
- * loads firmware and option ROMs from (they depend on how it was built and where it lives;
- * no QMP command tells): a jail binds exactly those.
+ * chroot=, >= 9.1 user=), then quits. For jail mode only, a second run, `QEMU -L help`, lists
+ * the directories QEMU loads firmware and option ROMs from (they depend on how it was built and
+ * where it lives; no QMP command tells): a jail binds exactly those.
  *
  * The answer is cached in a small JSON file per binary, keyed by path, device, inode, size and
  * mtime, so a warm start pays one stat() and one small read. A cache entry that does not match
@@ -26,8 +26,9 @@
 #include "spawn.h"
 #include "util.h"
 
-#define PROBE_TIMEOUT_USEC (15 * USEC_PER_SEC)
-#define CACHE_MAX_BYTES    8192
+#define PROBE_TIMEOUT_USEC     (15 * USEC_PER_SEC)
+#define CACHE_MAX_BYTES        8192
+#define DATA_DIRS_TIMEOUT_USEC (5 * USEC_PER_SEC)
 
 typedef struct probe_key {
         const char *path;
@@ -97,10 +98,12 @@ static int cache_load(const char *file, const probe_key *key, qemu_probe *ret)
                   get_bool(o, "run_with_user", &r.run_with_user) &&
                   get_bool(o, "run_with_chroot", &r.run_with_chroot);
         json_object *dirs = NULL;
-        ok = ok && json_object_object_get_ex(o, "data_dirs", &dirs) &&
-             json_object_is_type(dirs, json_type_array) &&
-             json_object_array_length(dirs) <= QEMU_PROBE_MAX_DATA_DIRS;
-        for (size_t i = 0; ok && i < json_object_array_length(dirs); i++) {
+        if (ok && json_object_object_get_ex(o, "data_dirs", &dirs)) {
+                ok = json_object_is_type(dirs, json_type_array) &&
+                     json_object_array_length(dirs) <= QEMU_PROBE_MAX_DATA_DIRS;
+                r.data_dirs_known = ok;
+        }
+        for (size_t i = 0; ok && dirs && i < json_object_array_length(dirs); i++) {
                 json_object *d = json_object_array_get_idx(dirs, i);
                 ok = json_object_is_type(d, json_type_string) &&
                      json_object_get_string_len(d) > 0 &&
@@ -137,10 +140,12 @@ static void cache_store(const char *file, const probe_key *key, const qemu_probe
         json_object_object_add(o, "sandbox", json_object_new_boolean(p->sandbox));
         json_object_object_add(o, "run_with_user", json_object_new_boolean(p->run_with_user));
         json_object_object_add(o, "run_with_chroot", json_object_new_boolean(p->run_with_chroot));
-        json_object *dirs = json_object_new_array();
-        for (size_t i = 0; i < p->n_data_dirs; i++)
-                json_object_array_add(dirs, json_object_new_string(p->data_dirs[i]));
-        json_object_object_add(o, "data_dirs", dirs);
+        if (p->data_dirs_known) {
+                json_object *dirs = json_object_new_array();
+                for (size_t i = 0; i < p->n_data_dirs; i++)
+                        json_object_array_add(dirs, json_object_new_string(p->data_dirs[i]));
+                json_object_object_add(o, "data_dirs", dirs);
+        }
         const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 
         _cleanup_free_ char *tmp = NULL;
@@ -241,9 +246,14 @@ static char *read_tail(int fd)
 }
 
 /* `QEMU -L help`: one directory per line on stdout, then exit 0. Best effort: a QEMU that
- * cannot say leaves the list empty (a jail then has no firmware, and QEMU says what it misses). */
+ * cannot say leaves the list empty (a jail then has no firmware, and QEMU says what it misses).
+ * It runs in a session of its own: on a timeout its whole process group is killed. */
 static void probe_data_dirs(const char *binary, uint64_t timeout_usec, qemu_probe *p)
 {
+        p->data_dirs_known = true;
+        p->n_data_dirs = 0;
+        if (timeout_usec > DATA_DIRS_TIMEOUT_USEC)
+                timeout_usec = DATA_DIRS_TIMEOUT_USEC;
         int out[2];
         if (pipe2(out, O_CLOEXEC) < 0)
                 return;
@@ -293,8 +303,8 @@ static void probe_data_dirs(const char *binary, uint64_t timeout_usec, qemu_prob
                         n += (size_t)got;
         }
         buf[n] = '\0';
-        if (!eof)
-                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        if (!eof) /* pid is ours and unreaped: as group id it cannot have been reused */
+                (void)kill(-pid, SIGKILL);
         siginfo_t si = {0};
         if (spawn_reap(pidfd, &si) < 0 || !eof || si.si_code != CLD_EXITED || si.si_status != 0)
                 return;
@@ -424,14 +434,12 @@ static int probe_binary(const char *binary, uint64_t timeout_usec, qemu_probe *r
         }
         if (r < 0)
                 return died_by_itself ? -ESRCH : r;
-        uint64_t now = now_usec();
-        probe_data_dirs(binary, deadline > now ? deadline - now : 1, &run.result);
         *ret = run.result;
         return 0;
 }
 
 int qemu_probe_get(const char *binary, const char *cache_dir, uint64_t timeout_usec,
-                   qemu_probe *ret, char **ret_error)
+                   bool want_data_dirs, qemu_probe *ret, char **ret_error)
 {
         struct stat st;
         if (stat(binary, &st) < 0) {
@@ -449,15 +457,25 @@ int qemu_probe_get(const char *binary, const char *cache_dir, uint64_t timeout_u
                             (uint64_t)st.st_mtim.tv_nsec,
         };
         _cleanup_free_ char *file = cache_dir ? cache_file(cache_dir, binary) : NULL;
-        if (file && cache_load(file, &key, ret) >= 0)
-                return 0;
-
         qemu_probe p;
+        bool cached = file && cache_load(file, &key, &p) >= 0;
+        if (cached && (p.data_dirs_known || !want_data_dirs)) {
+                *ret = p;
+                return 0;
+        }
+
         if (timeout_usec > PROBE_TIMEOUT_USEC)
                 timeout_usec = PROBE_TIMEOUT_USEC;
-        int r = probe_binary(binary, timeout_usec, &p, ret_error);
-        if (r < 0)
-                return r;
+        uint64_t deadline = usec_add(now_usec(), timeout_usec);
+        if (!cached) {
+                int r = probe_binary(binary, timeout_usec, &p, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        if (want_data_dirs) {
+                uint64_t now = now_usec();
+                probe_data_dirs(binary, deadline > now ? deadline - now : 1, &p);
+        }
         if (file)
                 cache_store(file, &key, &p);
         *ret = p;

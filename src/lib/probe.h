@@ -19,16 +19,20 @@ typedef struct qemu_probe {
         bool run_with_user;   /* -run-with user=  (QEMU >= 9.1); else -runas */
         bool run_with_chroot; /* -run-with chroot= (QEMU >= 8.1); else -chroot */
         /* Where QEMU looks for firmware and option ROMs, its answer to "-L help" in its order
-         * (e.g. "/usr/bin/../share/qemu"): what a jail must bind. Longer paths are left out. */
+         * (e.g. "/usr/bin/../share/qemu"): what a jail must bind. Longer paths are left out.
+         * Only learned when asked for (data_dirs_known). */
+        bool data_dirs_known;
         char data_dirs[QEMU_PROBE_MAX_DATA_DIRS][QEMU_PROBE_DATA_DIR_MAX];
         size_t n_data_dirs;
 } qemu_probe;
 
 /* Name:    qemu_probe_get
- * Desc:    What `binary` (an absolute path) supports. Blocking: on a cache miss it runs a
- *          throwaway QEMU for about 50 ms on a private context. cache_dir (may be NULL: no
- *          cache) must be a directory only trusted users can write. timeout_usec bounds a
- *          probe (at most 15 s): callers pass what is left of their own deadline.
- * Returns: 0, or a negative errno with *ret_error (may be NULL) describing the failure. */
+ * Desc:    What `binary` (an absolute path) supports, and with want_data_dirs also where it
+ *          loads firmware from (a second run, "-L help", about 15 ms). Blocking: on a cache
+ *          miss it runs a throwaway QEMU for about 50 ms on a private context. cache_dir (may
+ *          be NULL: no cache) must be a directory only trusted users can write. timeout_usec
+ *          bounds a probe (at most 15 s): callers pass what is left of their own deadline.
+ * Returns: 0, or a negative errno with *ret_error (may be NULL) describing the failure. A
+ *          QEMU that cannot answer "-L help" is no failure: it leaves the list empty. */
 int qemu_probe_get(const char *binary, const char *cache_dir, uint64_t timeout_usec,
-                   qemu_probe *ret, char **ret_error);
+                   bool want_data_dirs, qemu_probe *ret, char **ret_error);
