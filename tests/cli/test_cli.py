@@ -1074,6 +1074,84 @@ class RestrictTests(QdmTestCase):
         self.assertEqual(os.readlink(f"/proc/{st['qemu_pid']}/root"), '/')
         self.destroy('free')
 
+    # ---- restrict.mode "jail": proven by `qdm audit` ----
+
+    def jail(self, **extra):
+        return dict({'mode': 'jail', 'uid_min': TEST_UID_MIN, 'uid_max': TEST_UID_MAX}, **extra)
+
+    def check_jailed(self, name, st):
+        """What /proc shows, and `qdm audit` exiting 0 with the jail's own items."""
+        pid = st['qemu_pid']
+        self.assertEqual(st['restrict'], 'jail')
+        self.assertIn(st['uid'], TEST_UID_RANGE)
+        ps = proc_status(pid)
+        self.assertEqual([int(x) for x in ps['Uid'].split()], [st['uid']] * 4, ps['Uid'])
+        for cap in ('CapEff', 'CapPrm', 'CapInh', 'CapAmb', 'CapBnd'):
+            self.assertEqual(int(ps[cap], 16), 0, f'{cap} {ps[cap]}')
+        self.assertEqual((ps['Seccomp'], ps['NoNewPrivs']), ('2', '1'))
+        self.assertEqual(os.readlink(f'/proc/{pid}/root'), '/')
+        self.assertEqual(os.listdir(os.path.join(self.run_dir, name, 'root')), [])
+        r = self.expect(self.qdm('audit', name), 0, stdout=f'{name}: QEMU pid {pid}, restrict jail')
+        self.assertRegex(r.stdout, r'(?m)^\d+ checks, 0 not as expected$')
+        doc = json.loads(self.expect(self.qdm('audit', '--json', name), 0).stdout)
+        self.assertTrue(doc['ok'], r.stdout)
+        items = {c['item']: c for c in doc['checks']}
+        self.assertEqual(items['CapBnd']['value'], '0000000000000000')
+        self.assertTrue(items['root']['value'].startswith('/ (its own mount namespace)'),
+                        items['root'])
+        self.assertIn('all read-only and nosuid', items['mounts']['value'])
+        for ns in ('mnt', 'ipc', 'uts'):
+            self.assertTrue(items[f'ns {ns}']['value'].startswith('its own'), items[f'ns {ns}'])
+        return r
+
+    def test_jail_none_audit(self):
+        st = self.create('jnone', paused=False, restrict=self.jail())
+        self.check_jailed('jnone', st)
+        self.destroy('jnone')
+
+    def test_jail_q35_disk_audit(self):
+        disk = self.write('', suffix='.raw')
+        os.truncate(disk, 1024 * 1024)
+        st = self.create('jdisk', paused=False, machine='q35', memory_mib=64,
+                         disks=[{'path': disk, 'format': 'raw'}],
+                         restrict=self.jail(namespaces={'net': True, 'pid': True}))
+        r = self.check_jailed('jdisk', st)
+        self.assertRegex(r.stdout, r'(?m)^  ok   fd \d+ +' + re.escape(disk) + '$')
+        self.assertRegex(r.stdout, r'(?m)^  ok   ns net +its own')
+        self.assertRegex(r.stdout, r'(?m)^  ok   ns pid +its own')
+        blocks = json.loads(self.expect(self.qdm('qmp', 'jdisk', 'query-block'), 0).stdout)
+        self.assertEqual([b['inserted']['file'] for b in blocks], ['/dev/fdset/0'])
+        self.destroy('jdisk')
+
+    def test_jail_kernel_audit(self):
+        kernel = '/boot/ipxe.lkrn' if os.path.exists('/boot/ipxe.lkrn') else None
+        if not kernel:
+            kernels = sorted(f for f in os.listdir('/boot') if f.startswith('vmlinuz-'))
+            kernel = os.path.join('/boot', kernels[-1]) if kernels else None
+        if not kernel:
+            self.skipTest('no kernel installed (/boot/ipxe.lkrn from the ipxe package, or '
+                          '/boot/vmlinuz-*)')
+        initrd = self.write('an initrd', suffix='.img', mode=0o644)
+        st = self.create('jkernel', paused=False, machine='q35', memory_mib=128, kernel=kernel,
+                         initrd=initrd, restrict=self.jail())
+        self.check_jailed('jkernel', st)
+        self.destroy('jkernel')
+
+    def test_jail_kvm_refused_with_the_fix(self):
+        try:
+            kvm = os.stat('/dev/kvm')
+        except FileNotFoundError:
+            self.skipTest('no /dev/kvm')
+        usable = (kvm.st_mode & 0o006) == 0o006 or ((kvm.st_mode & 0o060) == 0o060 and
+                                                     kvm.st_gid != 0)
+        if usable:
+            self.skipTest('/dev/kvm is usable by device models here')
+        cfg = self.config('jkvm', accel='kvm', restrict=self.jail())
+        self.expect(self.qdm('create', cfg), 1,
+                    stderr=['accel "kvm": /dev/kvm is ', 'cannot open it',
+                            '"chgrp kvm /dev/kvm && chmod 0660 /dev/kvm"'])
+        self.assertFalse(os.path.lexists(os.path.join(self.run_dir, 'jkvm')))
+
     def test_uids_unique_across_run_dirs(self):
         # Two run directories on one host (e.g. /run/qdm and a --run-dir), started at the same
         # moment: their QEMUs must not share a uid, and destroying one must not kill the other.
