@@ -945,11 +945,16 @@ int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
                 goto out;
         }
         r = elf_deps_read(exec_path, &exe);
-        if (r < 0) {
+        if (r == -ENOEXEC)
+                set_error(&error,
+                          "jail: %s is not an ELF executable for this machine: a jail runs QEMU's "
+                          "binary itself, with nothing to interpret a wrapper script",
+                          exec_path);
+        else if (r < 0)
                 set_error(&error, "jail: cannot read the dynamic section of %s: %s", exec_path,
                           strerror(-r));
+        if (r < 0)
                 goto out;
-        }
         f.cls = exe.cls;
         f.machine = exe.machine;
         cache_load(&f);
