@@ -835,6 +835,16 @@ static int start_spawn(qdm_dm *dm)
         r = ensure_private_dir(dm, dm->cache_dir);
         if (r < 0)
                 return r;
+        if (m->restrict_.mode == QDM_RESTRICT_JAIL) {
+                /* Before the probe runs anything: a wrapper script cannot run in a jail. */
+                free(why);
+                why = NULL;
+                r = jail_check_binary(m->qemu, &why);
+                if (r < 0) {
+                        set_error(dm, "%s", why ? why : strerror(-r));
+                        return r;
+                }
+        }
         /* The probe runs inside the start's deadline: a binary that hangs fails it in time. */
         uint64_t now = now_usec(), deadline = usec_add(dm->start_begin, dm->start_timeout);
         r = qemu_probe_get(m->qemu, dm->cache_dir, deadline > now ? deadline - now : 1,

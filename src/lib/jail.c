@@ -67,6 +67,10 @@ static const char *const default_lib_dirs[] = {
         "/lib64",          "/usr/lib64",          "/lib", "/usr/lib",
 };
 
+#define NOT_ELF_MESSAGE                                                                  \
+        "jail: %s is not an ELF executable for this machine: a jail runs QEMU's binary " \
+        "itself, with nothing to interpret a wrapper script"
+
 static const char *const devices[] = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"};
 
 _printf_(2, 3) static int set_error(char **ret_error, const char *fmt, ...)
@@ -946,10 +950,7 @@ int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
         }
         r = elf_deps_read(exec_path, &exe);
         if (r == -ENOEXEC)
-                set_error(&error,
-                          "jail: %s is not an ELF executable for this machine: a jail runs QEMU's "
-                          "binary itself, with nothing to interpret a wrapper script",
-                          exec_path);
+                set_error(&error, NOT_ELF_MESSAGE, exec_path);
         else if (r < 0)
                 set_error(&error, "jail: cannot read the dynamic section of %s: %s", exec_path,
                           strerror(-r));
@@ -1006,6 +1007,27 @@ out:
                 *ret_error = error ? TAKE_PTR(error) : strdup(strerror(-r));
         elf_deps_done(&exe);
         finder_done(&f);
+        return r;
+}
+
+int jail_check_binary(const char *qemu, char **ret_error)
+{
+        assert_return(qemu, -EINVAL);
+        _cleanup_close_ int fd = open(qemu, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        int r = 0;
+        struct stat st;
+        ElfW(Ehdr) eh;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                r = negative_errno();
+        else if (!S_ISREG(st.st_mode) || elf_header(fd, &eh) < 0 ||
+                 (eh.e_type != ET_EXEC && eh.e_type != ET_DYN))
+                r = -ENOEXEC;
+        if (r < 0 && ret_error) {
+                if (r == -ENOEXEC)
+                        set_error(ret_error, NOT_ELF_MESSAGE, qemu);
+                else
+                        set_error(ret_error, "jail: %s: %s", qemu, strerror(-r));
+        }
         return r;
 }
 

@@ -53,6 +53,13 @@ typedef struct jail_files {
  *          -E2BIG (more mounts than a jail takes), -ENOMEM. *ret_error (if non-NULL) gets a
  *          malloc'd message naming the file. */
 int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error);
+
+/* Name:    jail_check_binary
+ * Desc:    Whether QEMU (the configured path) can run in a jail at all: an ELF executable of
+ *          this machine's class (no wrapper script: nothing in a jail would interpret it).
+ *          Cheap (one header read): done before anything else is started for a jail.
+ * Returns: 0, -ENOEXEC, or the errno of opening it; *ret_error (if non-NULL) says which. */
+int jail_check_binary(const char *qemu, char **ret_error);
 void jail_files_done(jail_files *f);
 
 /* Name:    jail_kvm_access
