@@ -4,7 +4,7 @@
  * lifecycle step, at a random 0-5 ms after the step began, many times over.
  *
  *   fault-dm [--runs N] [--seed S] [--case NAME|kill|stop]... [--skip NAME]...
- *            [--stop-timeout-ms MS] [--quiet]
+ *            [--stop-timeout-ms MS] [--strict-epipe] [--quiet]
  *
  * Steps, and where the fault is injected (state callback = the library's own notification
  * that the step began; the fault is injected from inside it, so the library is at that step):
@@ -15,6 +15,9 @@
  *   cont         right after qdm_dm_resume() returned: "cont" is on the wire, no reply read
  *   stopping     state callback, entering STOPPING (system_powerdown sent to a running guest
  *                whose machine "none" has no ACPI, so it never powers off by itself)
+ *
+ *   negotiating-dead  as negotiating, but instead of the random delay the callback waits until
+ *                QEMU is dead, so the library writes qmp_capabilities to a closed socket
  *
  * What each must give the caller:
  *   kill at greeting/negotiating/querying: the start fails with -ESRCH, "killed by signal 9"
@@ -36,7 +39,9 @@
  * Exit status: 0 if every run of every case behaved, 1 otherwise.
  */
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +68,11 @@ typedef struct fault_case {
         const char *name;
         int sig;
         step step;
+        /* Instead of the random delay: wait until QEMU is dead before returning to the
+         * library, so that it reads QEMU's last words and writes to a closed socket. */
+        bool wait_dead;
         /* results */
-        unsigned runs, failures, leaks;
+        unsigned runs, failures, leaks, known_bug;
         rel_samples latency;   /* injection -> first report */
         rel_samples overshoot; /* report - deadline (stopped start / stopping) */
         rel_samples destroy;   /* how long qdm_dm_destroy() took (stopped ready / cont) */
@@ -85,6 +93,12 @@ static fault_case cases[] = {
         {.name = "stop-ready", .sig = SIGSTOP, .step = STEP_READY},
         {.name = "stop-cont", .sig = SIGSTOP, .step = STEP_CONT},
         {.name = "stop-stopping", .sig = SIGSTOP, .step = STEP_STOPPING},
+        /* QEMU dies right after its greeting, before qmp_capabilities is written: known bug,
+         * the start fails with -EPIPE "Broken pipe", not -ESRCH and how QEMU died. */
+        {.name = "kill-negotiating-dead",
+         .sig = SIGKILL,
+         .step = STEP_NEGOTIATING,
+         .wait_dead = true},
 };
 
 typedef struct run {
@@ -104,6 +118,8 @@ typedef struct run {
 } run;
 
 static bool quiet;
+/* Count -EPIPE at start as a failure in the random-delay cases too (--strict-epipe). */
+static bool strict_epipe;
 /* The start deadline for the stopped-start cases, and the grace period of the stopped
  * shutdown (--stop-timeout-ms; 500 ms by default, less in CI). */
 static unsigned stop_timeout_ms = 500;
@@ -121,12 +137,21 @@ static void outcome(fault_case *c, const char *what)
 
 static void inject(run *r)
 {
-        rel_sleep_usec(r->delay_usec);
+        if (!r->c->wait_dead)
+                rel_sleep_usec(r->delay_usec);
         r->t_inject = now_usec();
         if (kill(r->pid, r->c->sig) < 0)
                 rel_fail(&r->c->failures, "%s: kill(%d): %s", r->c->name, (int)r->pid,
                          strerror(errno));
         r->injected = true;
+        if (r->c->wait_dead) {
+                /* Our child: it becomes a zombie (the library reaps it), its pidfd readable. */
+                int pfd = (int)syscall(SYS_pidfd_open, r->pid, 0);
+                struct pollfd p = {.fd = pfd, .events = POLLIN};
+                if (pfd < 0 || poll(&p, 1, 2000) != 1)
+                        rel_fail(&r->c->failures, "%s: QEMU did not die", r->c->name);
+                safe_close(pfd);
+        }
 }
 
 static void on_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state, void *userdata)
@@ -186,6 +211,8 @@ static const char *errname(int e)
                 return "-ECONNRESET";
         case -EPROTO:
                 return "-EPROTO";
+        case -EPIPE:
+                return "-EPIPE";
         default: {
                 static char buf[32];
                 snprintf(buf, sizeof(buf), "%d", e);
@@ -265,10 +292,17 @@ static void one_run(fault_case *c, const char *run_dir)
         CHECK(&r, RUN_UNTIL(ctx, r.start_calls > 0, WAIT_USEC), "the start never completed");
 
         if (start_step && c->sig == SIGKILL) {
-                CHECK(&r, r.start_err == -ESRCH, "start: %s, expected -ESRCH: %s",
+                /* Known bug (rel-bug-epipe-at-start): when the library writes to QEMU's socket
+                 * after QEMU died but before it read the pidfd, the start fails with -EPIPE.
+                 * The random-delay cases meet it rarely; they count it apart, as a known bug,
+                 * and kill-negotiating-dead, which provokes it every time, fails on it. */
+                bool known_epipe = !c->wait_dead && !strict_epipe && r.start_err == -EPIPE;
+                if (known_epipe)
+                        c->known_bug++;
+                CHECK(&r, r.start_err == -ESRCH || known_epipe, "start: %s, expected -ESRCH: %s",
                       errname(r.start_err), r.error_at_final);
-                CHECK(&r, contains(qdm_dm_get_error(dm), "killed by signal 9"), "error: %s",
-                      qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
+                CHECK(&r, known_epipe || contains(qdm_dm_get_error(dm), "killed by signal 9"),
+                      "error: %s", qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "(none)");
                 CHECK(&r, qdm_dm_get_state(dm) == QDM_DM_FAILED, "state %s",
                       qdm_dm_state_to_string(qdm_dm_get_state(dm)));
                 rel_samples_add(&c->latency, r.t_final - r.t_inject);
@@ -450,6 +484,8 @@ static void report(fault_case *c)
                 printf("  overshoot ms median %5.2f max %5.2f", omed, omax);
         if (c->destroy.n)
                 printf("  destroy ms median %5.2f max %5.2f", dmed, dmax);
+        if (c->known_bug)
+                printf("  known bug (-EPIPE) %u", c->known_bug);
         printf("  |");
         for (size_t i = 0; i < ELEMENTSOF(c->outcomes) && c->outcomes[i][0]; i++)
                 printf(" %s x%u;", c->outcomes[i], c->outcome_n[i]);
@@ -466,6 +502,7 @@ int main(int argc, char **argv)
                 {"quiet", no_argument, NULL, 'q'},
                 {"stop-timeout-ms", required_argument, NULL, 't'},
                 {"skip", required_argument, NULL, 'x'},
+                {"strict-epipe", no_argument, NULL, 'e'},
                 {0},
         };
         unsigned runs = 10;
@@ -497,6 +534,9 @@ int main(int argc, char **argv)
                 }
                 case 'q':
                         quiet = true;
+                        break;
+                case 'e':
+                        strict_epipe = true;
                         break;
                 case 'x': {
                         bool found = false;

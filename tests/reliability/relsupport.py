@@ -191,7 +191,7 @@ class Env:
         self.cfg_dir = os.path.join(self.tmp, 'cfg')
         os.mkdir(self.cfg_dir, 0o700)
         self.n = 0
-        if len(self.run_dir) > 60:
+        if len(self.run_dir) > 80:  # qdm's own limit for run directories
             raise RuntimeError(f'{self.run_dir}: too long for socket paths; set a shorter TMPDIR')
 
     def write(self, data, suffix='.json', mode=0o600):
