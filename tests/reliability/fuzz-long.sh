@@ -54,7 +54,7 @@ for name in "${targets[@]}"; do
         log=$out/$name.log
         start=$(date +%s)
         # libFuzzer writes fuzz-N.log into the working directory with -jobs: keep it in $out.
-        (cd "$out" && rm -f fuzz-*.log &&
+        (cd "$out" && rm -f fuzz-[0-9]*.log &&
                 "$bin" -max_total_time="$seconds" -print_final_stats=1 "${par[@]}" \
                         -artifact_prefix="$out/artifacts-$name/" \
                         -rss_limit_mb=2048 -timeout=10 "$corpus" >"$log" 2>&1)
@@ -62,7 +62,7 @@ for name in "${targets[@]}"; do
         took=$(($(date +%s) - start))
         # With -jobs > 1 the stats are in fuzz-N.log files: add them up.
         logs=("$log")
-        [ "$jobs" -gt 1 ] && logs=("$out"/fuzz-*.log)
+        [ "$jobs" -gt 1 ] && logs=("$out"/fuzz-[0-9]*.log)
         execs=$(grep -h 'stat::number_of_executed_units' "${logs[@]}" 2>/dev/null |
                 awk '{s += $2} END {print s + 0}')
         rate=$(grep -h 'stat::average_exec_per_sec' "${logs[@]}" 2>/dev/null |
