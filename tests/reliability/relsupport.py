@@ -192,6 +192,7 @@ class Env:
         os.mkdir(self.cfg_dir, 0o700)
         self.n = 0
         if len(self.run_dir) > 80:  # qdm's own limit for run directories
+            shutil.rmtree(self.tmp, ignore_errors=True)
             raise RuntimeError(f'{self.run_dir}: too long for socket paths; set a shorter TMPDIR')
 
     def write(self, data, suffix='.json', mode=0o600):
