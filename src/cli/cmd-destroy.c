@@ -33,6 +33,23 @@ static bool signal_and_wait(const proc_ident *who, int sig, int timeout_ms)
         return r > 0;
 }
 
+/* Kill whoever holds the device model's control socket: its QEMU, even one no record names
+ * (a supervisor killed between spawning QEMU and recording its pid). Through pidfds. (Its uid
+ * is not swept here: with share_uid it is not this device model's alone, and QEMU runs with
+ * -sandbox spawn=deny, so it has no children.) */
+static int kill_socket_holders(const char *run_dir, const char *name)
+{
+        pid_t holders[8];
+        int n = rundir_socket_holders(run_dir, name, holders, ELEMENTSOF(holders));
+        int killed = 0;
+        for (int i = 0; i < n; i++) {
+                proc_ident who;
+                if (proc_ident_get(holders[i], &who) == 0 && signal_and_wait(&who, SIGKILL, 10000))
+                        killed++;
+        }
+        return killed;
+}
+
 /* What a device model's directory may hold: libqdm's and the CLI's files. */
 static int remove_dir(const char *run_dir, const char *name)
 {
@@ -69,10 +86,18 @@ static int destroy_remains(const cli_globals *g, const char *name)
         if (lock == -ETIMEDOUT)
                 return cli_error(EXIT_FAILED, "%s is still starting; try again in a moment", name);
         safe_close(lock);
+        /* No record, but a QEMU may still hold the socket (its supervisor died right after
+         * spawning it): it goes first. */
+        int killed = kill_socket_holders(run_dir, name);
         int r = remove_dir(run_dir, name);
         if (r < 0)
                 return cli_error(EXIT_FAILED, "%s: cannot remove %s: %s", name, dir, strerror(-r));
-        printf("%s: removed what a failed start left\n", name);
+        if (killed > 0)
+                printf("%s: killed the QEMU nothing had recorded, and removed what the failed "
+                       "start left\n",
+                       name);
+        else
+                printf("%s: removed what a failed start left\n", name);
         return EXIT_OK;
 }
 
@@ -117,6 +142,8 @@ int cmd_destroy(const cli_globals *g, int argc, char **argv)
         /* Whatever is left (the supervisor was gone or stuck): kill QEMU directly. */
         if (!signal_and_wait(&s->qemu, SIGKILL, 10000))
                 cli_error(EXIT_FAILED, "%s: QEMU pid %d does not die", ctl.name, (int)s->qemu.pid);
+        /* A record written before QEMU's pid was known names no QEMU: find it by its socket. */
+        (void)kill_socket_holders(ctl.run_dir, ctl.name);
         int ret = EXIT_OK;
         if (s->own_uid && s->uid != 0) {
                 r = uid_kill_all(s->uid);

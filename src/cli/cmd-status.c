@@ -46,7 +46,12 @@ static const char *state_from_status(const char *status, const char *fallback)
 
 static void view_build(control *c, bool query, view *v)
 {
-        const dm_state *s = &c->record;
+        dm_state *s = &c->record;
+        /* Recorded before QEMU's pid was known, and the supervisor is gone: the holder of the
+         * control socket is QEMU. */
+        pid_t holder;
+        if (s->qemu.pid == 0 && rundir_socket_holders(c->run_dir, c->name, &holder, 1) == 1)
+                (void)proc_ident_get(holder, &s->qemu);
         v->qemu_alive = alive(&s->qemu);
         v->supervisor_alive = alive(&s->supervisor);
         v->state = s->state;

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "proc.h"
 #include "rundir.h"
 #include "util.h"
 
@@ -450,4 +451,48 @@ int rundir_lock(const char *run_dir, const char *name, uint64_t timeout_usec)
                 if (sleep_us < 5000)
                         sleep_us *= 2;
         }
+}
+
+/* ---- finding QEMU by its socket ---------------------------------------------------------------
+ */
+
+int rundir_socket_holders(const char *run_dir, const char *name, pid_t *ret, size_t max)
+{
+        _cleanup_free_ char *sock = rundir_path(run_dir, name, SOCKET_FILE);
+        _cleanup_fclose_ FILE *f = fopen("/proc/net/unix", "re");
+        if (!sock || !f)
+                return 0;
+        char line[512], want[8][48];
+        size_t n_inodes = 0;
+        while (fgets(line, sizeof(line), f) && n_inodes < ELEMENTSOF(want)) {
+                unsigned long inode = 0;
+                char path[256];
+                /* Num RefCount Protocol Flags Type St Inode Path */
+                if (sscanf(line, "%*s %*s %*s %*s %*s %*s %lu %255s", &inode, path) == 2 &&
+                    strcmp(path, sock) == 0)
+                        snprintf(want[n_inodes++], sizeof(want[0]), "socket:[%lu]", inode);
+        }
+        if (n_inodes == 0)
+                return 0;
+
+        pid_t *pids = NULL;
+        size_t n_pids = 0;
+        if (proc_list_pids(&pids, &n_pids) < 0)
+                return 0;
+        size_t found = 0;
+        for (size_t i = 0; i < n_pids && found < max; i++) {
+                proc_fd *fds = NULL;
+                size_t n_fds = 0;
+                if (pids[i] == getpid() || proc_list_fds(pids[i], &fds, &n_fds) < 0)
+                        continue;
+                bool holds = false;
+                for (size_t j = 0; j < n_fds && !holds; j++)
+                        for (size_t k = 0; k < n_inodes && !holds; k++)
+                                holds = streq_ptr(fds[j].target, want[k]);
+                proc_fds_free(fds, n_fds);
+                if (holds)
+                        ret[found++] = pids[i];
+        }
+        free(pids);
+        return (int)found;
 }

@@ -93,6 +93,12 @@ struct json_object *dm_state_to_json(const dm_state *s);
 /* Write it by rename (state.json.tmp -> state.json), mode 0600. */
 int dm_state_write(const char *run_dir, const dm_state *s);
 
+/* The processes holding RUN_DIR/NAME/qmp.sock (its inode from /proc/net/unix, its holders
+ * from /proc/PID/fd): the device model's QEMU, since qdm hands the listening socket to QEMU
+ * and keeps no copy (R5). Finds QEMU even when no record names it. Returns how many were put
+ * in ret (at most max). */
+int rundir_socket_holders(const char *run_dir, const char *name, pid_t *ret, size_t max);
+
 /* Take the device model's monitor lock (R7), waiting up to timeout. Returns the lock fd
  * (close it to release), -ETIMEDOUT, or -ENOENT when the device model does not exist. */
 int rundir_lock(const char *run_dir, const char *name, uint64_t timeout_usec);

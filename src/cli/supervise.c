@@ -149,6 +149,9 @@ static void on_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state,
                  * directory is brand new, so nobody else can hold it yet. */
                 int fd = rundir_lock(s->run_dir, s->record.name, 0);
                 s->lock_fd = fd >= 0 ? fd : -1;
+                /* Recorded before QEMU exists, so that a supervisor killed at any moment from
+                 * here on leaves a record: 'qdm destroy' then finds QEMU by its socket. */
+                record_write(s);
         }
         if (new_state == QDM_DM_GREETING) {
                 /* QEMU runs: record it now, so that `qdm status` and `qdm destroy` work while

@@ -306,14 +306,25 @@ static void start_failed(qdm_dm *dm, int error)
 }
 
 /* QEMU ended while live (not during a start). */
+/* The connection failed because QEMU went away (EOF, or a write to its dead socket): how it
+ * ended is the pidfd's to report, with its exit status and stderr (R6), not the socket's. */
+static bool peer_gone(int error)
+{
+        return error == -ECONNRESET || error == -EPIPE;
+}
+
 static void exited(qdm_dm *dm)
 {
         teardown(dm);
         set_state(dm, QDM_DM_EXITED);
-        if (dm->op == OP_SHUTDOWN)
-                op_complete(dm, dm->shutdown_forced ? -ETIMEDOUT : 0);
-        else
+        /* A shutdown succeeded only if QEMU ended by itself, cleanly: killed from outside or
+         * crashed meanwhile is an error, and killed by us after the grace period a timeout. */
+        if (dm->op != OP_SHUTDOWN)
                 op_complete(dm, -ESRCH);
+        else if (dm->shutdown_forced)
+                op_complete(dm, -ETIMEDOUT);
+        else
+                op_complete(dm, dm->exit_status == 0 ? 0 : -ESRCH);
 }
 
 /* ---- QEMU's stderr ------------------------------------------------------------------------ */
@@ -429,8 +440,9 @@ static int pidfd_cb(loop_source *s, int fd, uint32_t revents, void *userdata)
                           tail && *tail ? ": " : "", tail ? tail : "");
                 start_failed(dm, -ESRCH);
         } else if (state_is_live(dm->state)) {
-                if (dm->state != QDM_DM_STOPPING)
-                        set_error(dm, "QEMU %s%s%s", how ? how : "exited",
+                if (dm->state != QDM_DM_STOPPING || dm->exit_status != 0)
+                        set_error(dm, "QEMU %s%s%s%s", how ? how : "exited",
+                                  dm->state == QDM_DM_STOPPING ? " while stopping" : "",
                                   tail && *tail ? ": " : "", tail ? tail : "");
                 exited(dm);
         }
@@ -453,7 +465,7 @@ static void status_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *u
                 else
                         set_error(dm, "query-status failed: %s", strerror(-error));
                 /* QEMU's death, if that is what this is, is reported by the pidfd. */
-                if (error != -ECONNRESET)
+                if (!peer_gone(error))
                         start_failed(dm, error == -EREMOTEIO ? -EPROTO : error);
                 return;
         }
@@ -486,7 +498,7 @@ static void control_ready_cb(qdm_qmp *qmp, int error, void *userdata)
                 return;
         if (error < 0) {
                 set_error(dm, "QMP negotiation failed: %s", strerror(-error));
-                if (error != -ECONNRESET) /* a death is the pidfd's to report */
+                if (!peer_gone(error)) /* a death is the pidfd's to report */
                         start_failed(dm, error);
                 return;
         }
@@ -1067,7 +1079,7 @@ static void op_reply_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void 
                         set_error(dm, "%s: %s", dm->op == OP_RESUME ? "cont" : "stop",
                                   strerror(-error));
                 /* QEMU's death is reported by the pidfd, which completes the operation. */
-                if (error != -ECONNRESET)
+                if (!peer_gone(error))
                         op_complete(dm, error);
                 return;
         }
