@@ -1218,7 +1218,8 @@ static qdm_model *model_new(void)
                 return NULL;
         m->accel = QDM_ACCEL_AUTO;
         m->restrict_ = (qdm_restrict){
-                .mode = QDM_RESTRICT_QEMU,
+                /* The strongest restriction by default: QEMU never runs as root. */
+                .mode = QDM_RESTRICT_JAIL,
                 .uid_min = DEFAULT_UID_MIN,
                 .uid_max = DEFAULT_UID_MAX,
                 .rlimits =

@@ -16,7 +16,7 @@
 typedef enum qdm_restrict_mode {
         QDM_RESTRICT_NONE, /* QEMU runs as the caller, no sandbox */
         QDM_RESTRICT_QEMU, /* libxl-compatible: QEMU starts as root and drops itself */
-        QDM_RESTRICT_JAIL, /* qdm drops privileges before exec (issue: jail mode) */
+        QDM_RESTRICT_JAIL, /* qdm drops privileges before exec: QEMU never runs as root */
 } qdm_restrict_mode;
 
 typedef enum qdm_accel {
@@ -44,7 +44,7 @@ typedef struct qdm_rlimits {
 } qdm_rlimits;
 
 typedef struct qdm_restrict {
-        qdm_restrict_mode mode; /* default QDM_RESTRICT_QEMU */
+        qdm_restrict_mode mode; /* default QDM_RESTRICT_JAIL */
         uid_t uid_min, uid_max; /* allocation range, inclusive; default 64000..64999; never 0 */
         bool share_uid;         /* allow a uid already used by a live device model; default no */
         bool unshare_net;       /* jail: new network namespace; default false */

@@ -45,6 +45,9 @@ STATUS_KEYS = {'name': str, 'state': str, 'qemu_status': (str, type(None)), 'qem
                'supervisor_pid': int, 'uid': int, 'restrict': str}
 
 _DEFAULT = object()
+# The libxl-compatible mode, where QEMU drops its privileges itself. The default is "jail",
+# which runs an ELF binary only: the fake QEMUs here (shell scripts) need this one.
+RESTRICT_QEMU = {'mode': 'qemu', 'uid_min': TEST_UID_MIN, 'uid_max': TEST_UID_MAX}
 
 
 # ---- /proc ------------------------------------------------------------------------------------
@@ -565,7 +568,7 @@ class FailureTests(QdmTestCase):
         # The supervisor dies (OOM killer, an operator's kill -9) while QEMU is starting: the
         # start fails, and either nothing is left or `qdm destroy` can remove what is.
         fake, pidfile = self.script(f'exec sleep {self.sleep_token}', probe_passes=True)
-        cfg = self.config('midway', qemu=fake)
+        cfg = self.config('midway', qemu=fake, restrict=RESTRICT_QEMU)
         p = subprocess.Popen([QDM, '--run-dir', self.run_dir, 'create', '--timeout', '20', cfg],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -606,7 +609,7 @@ class FailureTests(QdmTestCase):
         # A start that hangs (QEMU never greets): `status` tells it is starting, `destroy`
         # ends it at once, and the waiting `create` fails; nothing is left.
         fake, pidfile = self.script(f'exec sleep {self.sleep_token}', probe_passes=True)
-        cfg = self.config('stuck', qemu=fake)
+        cfg = self.config('stuck', qemu=fake, restrict=RESTRICT_QEMU)
         p = subprocess.Popen([QDM, '--run-dir', self.run_dir, 'create', '--timeout', '30', cfg],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -751,7 +754,7 @@ class ExitCodeTests(QdmTestCase):
             'echo "qemu-system-x86_64: error while loading shared libraries: '
             'libqdmtest.so.1: cannot open shared object file" >&2\nexit 127')
         t0 = time.monotonic()
-        r = self.expect(self.qdm('create', self.config('nolib', qemu=fake)), 1,
+        r = self.expect(self.qdm('create', self.config('nolib', qemu=fake, restrict=RESTRICT_QEMU)), 1,
                         stderr='create nolib')
         self.assertLess(time.monotonic() - t0, 5)
         self.assert_nothing_of('nolib', pidfile)
@@ -764,7 +767,7 @@ class ExitCodeTests(QdmTestCase):
         fake, pidfile = self.script(
             'echo "fake-qemu: cannot initialise the frobnicator" >&2\nexit 3', probe_passes=True)
         t0 = time.monotonic()
-        r = self.expect(self.qdm('create', self.config('late', qemu=fake)), 1,
+        r = self.expect(self.qdm('create', self.config('late', qemu=fake, restrict=RESTRICT_QEMU)), 1,
                         stderr=['create late', 'fake-qemu: cannot initialise the frobnicator'])
         self.assertLess(time.monotonic() - t0, 5)
         self.assertIn('status 3', r.stderr)
@@ -774,7 +777,7 @@ class ExitCodeTests(QdmTestCase):
         # Passes the probe (real QEMU), then hangs without ever greeting.
         fake, pidfile = self.script(f'exec sleep {self.sleep_token}', probe_passes=True)
         t0 = time.monotonic()
-        r = self.expect(self.qdm('create', '--timeout', '0.5', self.config('slow', qemu=fake)),
+        r = self.expect(self.qdm('create', '--timeout', '0.5', self.config('slow', qemu=fake, restrict=RESTRICT_QEMU)),
                         1, stderr=['create slow', 'not ready within 500 ms'])
         elapsed = time.monotonic() - t0
         self.assertLess(elapsed, 3, f'--timeout 0.5 took {elapsed:.1f} s')
@@ -786,7 +789,7 @@ class ExitCodeTests(QdmTestCase):
         # case: "a config whose qemu is a script that sleeps forever").
         fake, pidfile = self.script(f'exec sleep {self.sleep_token}')
         t0 = time.monotonic()
-        r = self.qdm('create', '--timeout', '0.5', self.config('hang', qemu=fake))
+        r = self.qdm('create', '--timeout', '0.5', self.config('hang', qemu=fake, restrict=RESTRICT_QEMU))
         elapsed = time.monotonic() - t0
         self.expect(r, 1, stderr='create hang')
         self.assert_nothing_of('hang', pidfile)
@@ -916,7 +919,7 @@ class OutputTests(QdmTestCase):
         b = self.create('beta', paused=False)
         self.check_status_keys(a)
         self.assertEqual(a['name'], 'alpha')
-        self.assertEqual(a['restrict'], 'qemu')
+        self.assertEqual(a['restrict'], 'jail')   # the default
         self.assertGreater(a['qemu_pid'], 1)
         self.assertGreater(a['supervisor_pid'], 1)
         self.assertNotEqual(a['qemu_pid'], a['supervisor_pid'])
@@ -948,9 +951,9 @@ class OutputTests(QdmTestCase):
         rows = {line.split()[0]: line.split() for line in lines[1:]}
         self.assertEqual(set(rows), {'zed', 'abc'})
         self.assertEqual(rows['zed'], ['zed', 'running', str(zed['qemu_pid']), str(zed['uid']),
-                                       'qemu', 'alive'])
+                                       'jail', 'alive'])
         self.assertEqual(rows['abc'], ['abc', 'ready', str(abc['qemu_pid']), str(abc['uid']),
-                                       'qemu', 'alive'])
+                                       'jail', 'alive'])
         self.destroy('zed')
         self.destroy('abc')
         r = self.expect(self.qdm('list'), 0)
@@ -969,7 +972,7 @@ class OutputTests(QdmTestCase):
         r = self.expect(self.qdm('audit', 'aud', '--json'), 0)
         doc = json.loads(r.stdout)
         self.assertEqual((doc['name'], doc['qemu_pid'], doc['restrict'], doc['ok']),
-                         ('aud', st['qemu_pid'], 'qemu', True), r.stdout)
+                         ('aud', st['qemu_pid'], 'jail', True), r.stdout)
         items = {c['item']: c for c in doc['checks']}
         self.assertTrue(all(c['expected'] for c in doc['checks']), r.stdout)
         self.assertTrue(items['uid']['value'].startswith(f"{st['uid']}/"), items['uid'])
@@ -1044,14 +1047,28 @@ class RestrictTests(QdmTestCase):
             self.assertEqual(int(ps[cap], 16), 0, f'{cap} {ps[cap]}')
         self.assertEqual(ps['Seccomp'], '2')
         self.assertEqual(ps['NoNewPrivs'], '1')
-        self.assertEqual(os.readlink(f'/proc/{pid}/root'), os.path.join(run_dir, name, 'root'))
-        self.assertEqual(os.path.realpath(f'/proc/{pid}/exe'), os.path.realpath(QEMU))
+        if st['restrict'] == 'jail':
+            # Pivoted into a root of its own; the directory it was built on stays empty.
+            self.assertEqual(int(ps['CapBnd'], 16), 0, ps['CapBnd'])
+            self.assertEqual(os.readlink(f'/proc/{pid}/root'), '/')
+            self.assertEqual(os.listdir(os.path.join(run_dir, name, 'root')), [])
+            self.assertEqual(os.path.basename(proc_cmdline(pid)[0]), os.path.basename(QEMU))
+        else:
+            self.assertEqual(os.readlink(f'/proc/{pid}/root'),
+                             os.path.join(run_dir, name, 'root'))
+            self.assertEqual(os.path.realpath(f'/proc/{pid}/exe'), os.path.realpath(QEMU))
 
     def test_restricted_qemu(self):
-        st = self.create('locked', paused=False)
+        st = self.create('locked', paused=False, restrict=RESTRICT_QEMU)
         self.assertEqual(st['restrict'], 'qemu')
         self.check_restricted('locked', st, self.run_dir)
         self.destroy('locked')
+
+    def test_default_is_jail(self):
+        st = self.create('dflt', paused=False)
+        self.assertEqual(st['restrict'], 'jail')
+        self.check_restricted('dflt', st, self.run_dir)
+        self.destroy('dflt')
 
     def test_two_device_models_two_uids(self):
         a = self.create('one', paused=True)
@@ -1136,6 +1153,13 @@ class RestrictTests(QdmTestCase):
                          initrd=initrd, restrict=self.jail())
         self.check_jailed('jkernel', st)
         self.destroy('jkernel')
+
+    def test_jail_refuses_a_wrapper_script(self):
+        fake, pidfile = self.script('exit 0')
+        self.expect(self.qdm('create', self.config('jscript', qemu=fake, restrict=self.jail())),
+                    1, stderr=[fake, 'is not an ELF executable', 'wrapper script'])
+        self.assertEqual(read_text(pidfile), '', 'the script ran')
+        self.assertFalse(os.path.lexists(os.path.join(self.run_dir, 'jscript')))
 
     def test_jail_kvm_refused_with_the_fix(self):
         try:

@@ -205,7 +205,11 @@ static void test_restricted_start(void **state)
         int marker = open(marker_path, O_RDWR | O_CREAT, 0600);
         assert_true(marker >= 0);
 
-        qdm_dm *dm = start(f, config_from("{\"name\": \"r1\", \"machine\": \"none\"}"), 0);
+        /* Mode "qemu" (libxl's), which chroots itself; jail mode: test-jail.c. */
+        qdm_dm *dm = start(f,
+                           config_from("{\"name\": \"r1\", \"machine\": \"none\", \"restrict\": "
+                                       "{\"mode\": \"qemu\"}}"),
+                           0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_READY);
         /* The states went in order, and READY came last: only after query-status. */
         const qdm_dm_state expected[] = {QDM_DM_SPAWNING, QDM_DM_GREETING, QDM_DM_NEGOTIATING,

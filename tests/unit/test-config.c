@@ -213,7 +213,7 @@ static void test_defaults(void **state)
         assert_null(m->initrd);
         assert_null(m->append);
         assert_int_equal(m->n_disks, 0);
-        assert_int_equal(m->restrict_.mode, QDM_RESTRICT_QEMU);
+        assert_int_equal(m->restrict_.mode, QDM_RESTRICT_JAIL);
         assert_int_equal(m->restrict_.uid_min, 64000);
         assert_int_equal(m->restrict_.uid_max, 64999);
         assert_false(m->restrict_.share_uid);
@@ -326,6 +326,8 @@ static void test_good_values(void **state)
                 /* namespaces false are fine in every mode */
                 "{'name':'a','restrict':{'mode':'qemu','namespaces':{'net':false,'pid':false}}}",
                 "{'name':'a','restrict':{'namespaces':{}}}",
+                /* and true ones in the default mode, jail */
+                "{'name':'a','restrict':{'namespaces':{'net':true,'pid':true}}}",
                 "{'name':'a','restrict':{'mode':'none'}}",
                 "{'name':'a','restrict':{}}",
                 /* kernel alone; kernel with append (commas are fine in -append); empty append */
@@ -872,8 +874,8 @@ static void test_restrict(void **state)
                  "restrict.namespaces: expected an object, got array"},
                 {"{'name':'a','restrict':{'namespaces':{'net':'yes'}}}",
                  "restrict.namespaces.net: expected a boolean, got string"},
-                /* namespaces are only for jail; the default mode is "qemu" */
-                {"{'name':'a','restrict':{'namespaces':{'net':true}}}",
+                /* namespaces are only for jail (the default mode) */
+                {"{'name':'a','restrict':{'namespaces':{'net':true},'mode':'qemu'}}",
                  "restrict.namespaces.net: needs restrict.mode \"jail\""},
                 {"{'name':'a','restrict':{'namespaces':{'pid':true},'mode':'none'}}",
                  "restrict.namespaces.pid: needs restrict.mode \"jail\""},
@@ -1024,9 +1026,9 @@ static void test_forbidden_extra_args(void **state)
         /* Names that merely start like a forbidden one are fine. */
         qdm_config_free(parse_ok("{'name':'a','extra_args':['-Sx','-monitorx','-setting',"
                                  "'-smp','2','-serial','none']}"));
-        /* The default mode is "qemu". */
+        /* The default mode is "jail". */
         expect_error("{'name':'a','extra_args':['-sandbox','off']}",
-                     "extra_args[0]: -sandbox is not allowed with restrict.mode \"qemu\"");
+                     "extra_args[0]: -sandbox is not allowed with restrict.mode \"jail\"");
         /* Mode after extra_args in the document still counts. */
         expect_error("{'name':'a','extra_args':['-runas','0:0'],'restrict':{'mode':'jail'}}",
                      "extra_args[0]: -runas is not allowed with restrict.mode \"jail\"");
@@ -1088,7 +1090,7 @@ static const struct {
         {"trailing-garbage.json", "document: invalid JSON at line 5, column 1: "},
         {"unknown-nested.json", "disks[0].cache: unknown key"},
         {"weakening-extra-arg.json",
-         "extra_args[0]: -sandbox is not allowed with restrict.mode \"qemu\""},
+         "extra_args[0]: -sandbox is not allowed with restrict.mode \"jail\""},
 };
 
 static char *read_sample(const char *dir, const char *file)
