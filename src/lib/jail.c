@@ -10,8 +10,10 @@
  * /usr/lib/<multiarch> would show QEMU every library on the host. Which firmware file QEMU
  * loads depends on the machine, the devices and their options (bios-256k.bin, vgabios-*.bin,
  * efi-*.rom, kvmvapic.bin, linuxboot_dma.bin, ...), so its data directories are bound whole:
- * they hold public, read-only data and nothing of the host's state. The same for its module
- * directory (QEMU's own code).
+ * they hold public, read-only data and nothing of the host's state. Modules are bound one by
+ * one, only those a device model can load (accel-*, hw-*). Of /etc, only ld.so.cache and
+ * localtime (so that "-rtc base=localtime" keeps its meaning) are bound; no /proc, /sys,
+ * /tmp or /run.
  *
  * Trust: the binary and the libraries are root's (QEMU is run from them as root in mode
  * "qemu"), but this code still bounds every size and offset it reads, because a malformed
@@ -973,6 +975,11 @@ int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
         }
         if (r >= 0 && f.cache)
                 r = add_mount(&f, "/etc/ld.so.cache", "/etc/ld.so.cache", 0);
+        /* The host's time zone, so that "-rtc base=localtime" means what it means outside
+         * (without it, glibc silently takes UTC). Public; skipped when the host has none. */
+        struct stat tz;
+        if (r >= 0 && stat("/etc/localtime", &tz) == 0 && S_ISREG(tz.st_mode))
+                r = add_mount(&f, "/etc/localtime", "/etc/localtime", 0);
         if (r >= 0)
                 r = enqueue(&f, exec_path, true);
         if (r >= 0)

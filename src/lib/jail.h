@@ -4,8 +4,9 @@
  * the jail's root from it (restrict.c). The answer is a list of read-only bind mounts: the
  * binary, its ELF interpreter and exactly the shared libraries the dynamic loader would map
  * for it and for the modules a device model can load, QEMU's module and data directories
- * (firmware, option ROMs), a few character devices, and the kernel and initrd. Nothing else
- * of the host is in a jail: no /proc, /sys, /etc (but ld.so.cache), /tmp or /run.
+ * (firmware, option ROMs), a few character devices, the time zone, and the kernel and
+ * initrd. Nothing else of the host is in a jail: no /proc, /sys, /tmp or /run, and of /etc
+ * only ld.so.cache and localtime.
  *
  * Also here: whether /dev/kvm is usable by a device model's uid, and through which group.
  */
