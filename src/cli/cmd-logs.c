@@ -73,7 +73,8 @@ static int run(const cli_globals *g, int argc, char **argv, const char *verb, co
                 return r;
         }
         _cleanup_free_ char *path = rundir_path(ctl.run_dir, ctl.name, file);
-        _cleanup_close_ int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        _cleanup_close_ int fd =
+                path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) : -1;
         if (fd < 0 && errno != ENOENT) {
                 r = cli_error(EXIT_FAILED, "%s: %s", path, strerror(errno));
                 control_close(&ctl, 0);
@@ -86,7 +87,7 @@ static int run(const cli_globals *g, int argc, char **argv, const char *verb, co
                 struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
                 nanosleep(&ts, NULL);
                 if (fd < 0 && path)
-                        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
                 if (fd >= 0)
                         r = copy_new(fd);
                 fflush(stdout);

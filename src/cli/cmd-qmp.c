@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "qmp-wire.h"
 #include "control.h"
 #include "util.h"
 
@@ -133,8 +134,10 @@ int cmd_qmp(const cli_globals *g, int argc, char **argv)
 
         /* Check what we can before anything reaches QEMU. */
         if (args) {
-                json_object *o = json_tokener_parse(args);
-                bool ok = o && json_object_is_type(o, json_type_object);
+                /* The library's strict parser: trailing data, bad UTF-8 and the like too. */
+                json_object *o = NULL;
+                bool ok = qmp_json_parse(args, strlen(args), QMP_WIRE_DEFAULT_MAX_DEPTH, &o) >= 0 &&
+                          json_object_is_type(o, json_type_object);
                 json_object_put(o);
                 if (!ok)
                         return cli_error(EXIT_USAGE, "qmp: ARGS_JSON is not a JSON object: %s",
@@ -161,7 +164,7 @@ int cmd_qmp(const cli_globals *g, int argc, char **argv)
                 label = argv[optind];
                 r = control_lookup(g, label, &ctl);
                 if (r == 0)
-                        r = control_connect(&ctl, usec_add(timeout, LOCK_TIMEOUT_USEC));
+                        r = control_connect(&ctl, LOCK_TIMEOUT_USEC, timeout);
                 if (r != 0) {
                         control_close(&ctl, drain);
                         return r;

@@ -46,7 +46,7 @@ static int run(const cli_globals *g, int argc, char **argv, const char *verb, co
         control ctl;
         int r = control_lookup(g, argv[optind], &ctl);
         if (r == 0)
-                r = control_connect(&ctl, timeout);
+                r = control_connect(&ctl, timeout, timeout);
         if (r == 0)
                 r = control_execute(&ctl, command, NULL, timeout, NULL);
         if (r == EXIT_OK)

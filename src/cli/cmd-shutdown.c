@@ -79,7 +79,7 @@ int cmd_shutdown(const cli_globals *g, int argc, char **argv)
         if (r == 0 && qemu_fd < 0)
                 r = cli_error(EXIT_FAILED, "%s: QEMU is not running", ctl.name);
         if (r == 0)
-                r = control_connect(&ctl, timeout);
+                r = control_connect(&ctl, timeout, timeout);
         if (r != 0) {
                 safe_close(qemu_fd);
                 control_close(&ctl, 0);

@@ -61,7 +61,7 @@ static void view_build(control *c, bool query, view *v)
         if (!query || !v->qemu_alive || streq_ptr(s->state, "starting"))
                 return;
         /* A quiet failure here only costs the live status; the record still answers. */
-        if (control_connect(c, STATUS_QUERY_USEC) != 0)
+        if (control_connect(c, STATUS_QUERY_USEC, STATUS_QUERY_USEC) != 0)
                 return;
         char *json = NULL;
         if (qdm_qmp_execute(c->qmp, "query-status", NULL, STATUS_QUERY_USEC, &json, NULL) == 0) {

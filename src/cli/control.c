@@ -37,13 +37,12 @@ int control_lookup(const cli_globals *g, const char *name, control *ret)
         return 0;
 }
 
-int control_connect(control *c, uint64_t timeout_usec)
+int control_connect(control *c, uint64_t lock_usec, uint64_t ready_usec)
 {
-        uint64_t deadline = usec_add(now_usec(), timeout_usec);
-        int r = rundir_lock(c->run_dir, c->name, timeout_usec);
+        int r = rundir_lock(c->run_dir, c->name, lock_usec);
         if (r == -ETIMEDOUT)
                 return cli_error(EXIT_FAILED, "%s: the monitor stayed busy for %.0f s", c->name,
-                                 (double)timeout_usec / 1e6);
+                                 (double)lock_usec / 1e6);
         if (r < 0)
                 return cli_error(EXIT_FAILED, "%s: cannot take its lock: %s", c->name,
                                  strerror(-r));
@@ -52,7 +51,9 @@ int control_connect(control *c, uint64_t timeout_usec)
         _cleanup_free_ char *sock = rundir_path(c->run_dir, c->name, SOCKET_FILE);
         if (!sock)
                 return cli_error(EXIT_FAILED, "out of memory");
-        /* No one else can be on the monitor now: QEMU accepts us at once. */
+        /* No one else can be on the monitor now: QEMU accepts us at once. The wait for its
+         * greeting starts now, after the lock, and is bounded on its own. */
+        uint64_t deadline = usec_add(now_usec(), ready_usec);
         r = qdm_ctx_new(&c->ctx);
         if (r >= 0)
                 r = qdm_qmp_new(c->ctx, &c->qmp);

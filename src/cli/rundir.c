@@ -320,7 +320,8 @@ int dm_state_read(const char *run_dir, const char *name, dm_state *ret)
         _cleanup_free_ char *path = rundir_path(run_dir, name, STATE_FILE);
         if (!path)
                 return -ENOMEM;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* O_NONBLOCK: something other than our regular file (a FIFO) must not hang open(). */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return errno == ELOOP ? -EPERM : -errno;
         struct stat st;

@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "qmp-wire.h"
 #include "util.h"
 
 struct qdm_config {
@@ -768,98 +769,248 @@ static int resolve_qemu(const char *name, char **ret_path, char **ret_error)
                     name);
 }
 
-/* extra_args that take over what qdm owns (the monitor, -S, the process lifecycle) are refused
- * in every mode; those that would undo or bypass the restriction are refused unless
- * restrict.mode is "none". Matched after stripping the leading dashes and any "=value", so
- * "--qmp" and "-qmp=x" are caught too. */
+/*
+ * extra_args. Two rules:
+ *  - In every mode, what qdm owns is refused: the monitor, -S, the process lifecycle.
+ *  - In the restricted modes, only options known to reach nothing on the host are accepted
+ *    (an allow-list, fail-closed): QEMU builds the machine as root before it drops its
+ *    privileges in "qemu" mode, so any option that names a host file, socket or port would
+ *    be opened with root's rights, and in "jail" mode a port would still be the host's. Their
+ *    values are checked too: a key that names a host path (file=, romfile=, mem-path=, ...)
+ *    is refused wherever it appears, and a bare argument is refused because QEMU takes it as
+ *    a disk image path.
+ * Option names are matched after stripping the leading dashes and any "=value", so "--qmp"
+ * and "-qmp=x" are caught too.
+ */
 static const struct {
         const char *name;
-        bool always;
         const char *why;
-} forbidden_options[] = {
-        {"S", true, "qdm starts QEMU paused itself"},
-        {"qmp", true, "qdm owns the QMP monitor"},
-        {"qmp-pretty", true, "qdm owns the QMP monitor"},
-        {"monitor", true, "qdm owns the monitor"},
-        {"mon", true, "qdm owns the monitor"},
-        {"daemonize", true, "qdm owns QEMU's lifecycle"},
-        {"pidfile", true, "qdm owns QEMU's lifecycle"},
-        {"preconfig", true, "qdm owns QEMU's lifecycle"},
-        {"readconfig", true, "a configuration file can add monitors and chardevs"},
-        {"set", true, "it can rewrite the options of qdm's monitor"},
-        {"sandbox", false, "it would weaken the restriction"},
-        {"runas", false, "it would weaken the restriction"},
-        {"run-with", false, "it would weaken the restriction"},
-        {"chroot", false, "it would weaken the restriction"},
-        {"chardev", false, "it would weaken the restriction"},
-        {"writeconfig", false, "it would weaken the restriction"},
-        /* Host-facing backends: QEMU sets them up as root, before it drops privileges, so
-         * they could open host files or listen on host ports for the guest's owner. Disks,
-         * kernels and networking go through the configuration's own keys. */
-        {"gdb", false, "it opens a debugger port on the host"},
-        {"s", false, "it opens a debugger port on the host (-gdb tcp::1234)"},
-        {"qtest", false, "it opens a test port on the host"},
-        {"serial", false, "its backend can open host files, sockets or a monitor"},
-        {"parallel", false, "its backend can open host files, sockets or a monitor"},
-        {"debugcon", false, "its backend can open host files, sockets or a monitor"},
-        {"virtioconsole", false, "its backend can open host files, sockets or a monitor"},
-        {"vnc", false, "it listens on the host"},
-        {"spice", false, "it listens on the host"},
-        {"drive", false, "it opens host paths as root; use \"disks\""},
-        {"blockdev", false, "it opens host paths as root; use \"disks\""},
-        {"hda", false, "it opens host paths as root; use \"disks\""},
-        {"hdb", false, "it opens host paths as root; use \"disks\""},
-        {"hdc", false, "it opens host paths as root; use \"disks\""},
-        {"hdd", false, "it opens host paths as root; use \"disks\""},
-        {"cdrom", false, "it opens host paths as root; use \"disks\""},
-        {"fda", false, "it opens host paths as root; use \"disks\""},
-        {"fdb", false, "it opens host paths as root; use \"disks\""},
-        {"pflash", false, "it opens host paths as root"},
-        {"fsdev", false, "it shares host directories"},
-        {"virtfs", false, "it shares host directories"},
-        {"netdev", false, "its backends reach host sockets, taps and ports"},
-        {"nic", false, "its backends reach host sockets, taps and ports"},
-        {"net", false, "its backends reach host sockets, taps and ports"},
+} owned_options[] = {
+        {"S", "qdm starts QEMU paused itself"},
+        {"qmp", "qdm owns the QMP monitor"},
+        {"qmp-pretty", "qdm owns the QMP monitor"},
+        {"monitor", "qdm owns the monitor"},
+        {"mon", "qdm owns the monitor"},
+        {"daemonize", "qdm owns QEMU's lifecycle"},
+        {"pidfile", "qdm owns QEMU's lifecycle"},
+        {"preconfig", "qdm owns QEMU's lifecycle"},
+        {"readconfig", "a configuration file can add monitors and chardevs"},
+        {"set", "it can rewrite the options of qdm's monitor"},
 };
 
-/* A character backend option whose value turns it off ("-serial none", "-parallel null")
- * reaches nothing on the host. */
-static bool backend_disabled(const char *arg, const char *value)
+typedef enum value_rule {
+        VALUE_NONE,     /* a flag */
+        VALUE_OPTS,     /* key=value list: no key may name a host path */
+        VALUE_DEVICE,   /* as VALUE_OPTS, and no driver that reaches the host */
+        VALUE_OBJECT,   /* as VALUE_OPTS, and only object types that reach nothing */
+        VALUE_OFF,      /* only "none" or "null" (a backend turned off) */
+        VALUE_DISPLAY,  /* only "none" */
+        VALUE_INCOMING, /* only "defer" (the migration stream comes later, over QMP) */
+} value_rule;
+
+static const struct {
+        const char *name;
+        value_rule rule;
+} restricted_allowed[] = {
+        {"enable-kvm", VALUE_NONE},
+        {"no-reboot", VALUE_NONE},
+        {"no-shutdown", VALUE_NONE},
+        {"no-hpet", VALUE_NONE},
+        {"no-acpi", VALUE_NONE},
+        {"nodefaults", VALUE_NONE},
+        {"no-user-config", VALUE_NONE},
+        {"usb", VALUE_NONE},
+        {"device", VALUE_DEVICE},
+        {"global", VALUE_OPTS},
+        {"cpu", VALUE_OPTS},
+        {"smp", VALUE_OPTS},
+        {"m", VALUE_OPTS},
+        {"accel", VALUE_OPTS},
+        {"machine", VALUE_OPTS},
+        {"M", VALUE_OPTS},
+        {"rtc", VALUE_OPTS},
+        {"boot", VALUE_OPTS},
+        {"overcommit", VALUE_OPTS},
+        {"msg", VALUE_OPTS},
+        {"uuid", VALUE_OPTS},
+        {"name", VALUE_OPTS},
+        {"k", VALUE_OPTS},
+        {"vga", VALUE_OPTS},
+        {"numa", VALUE_OPTS},
+        {"icount", VALUE_OPTS},
+        {"action", VALUE_OPTS},
+        {"watchdog-action", VALUE_OPTS},
+        {"add-fd", VALUE_OPTS},
+        {"object", VALUE_OBJECT},
+        {"display", VALUE_DISPLAY},
+        {"serial", VALUE_OFF},
+        {"parallel", VALUE_OFF},
+        {"debugcon", VALUE_OFF},
+        {"virtioconsole", VALUE_OFF},
+        {"incoming", VALUE_INCOMING},
+};
+
+/* Keys whose value QEMU opens, binds or executes on the host. */
+static const char *const host_keys[] = {
+        "file",     "filename", "path",       "mem-path", "romfile", "dir",      "sysfsdev",
+        "host",     "script",   "downscript", "helper",   "splash",  "socket",   "logfile",
+        "x509-dir", "dtb",      "bios",       "kernel",   "initrd",  "firmware",
+};
+
+/* Device drivers that load host files or take host devices. */
+static const char *const host_drivers[] = {"loader",     "vfio-",   "vhost-",    "usb-host",
+                                           "pci-assign", "ivshmem", "virtio-9p", "vhost-user"};
+
+/* Object types that reach nothing on the host (rng-random only on the kernel's RNG). */
+static const char *const safe_objects[] = {
+        "rng-builtin",        "rng-random",           "iothread",  "throttle-group",
+        "memory-backend-ram", "memory-backend-memfd", "main-loop", "secret"};
+
+/* The i-th element of QEMU's "a,b=c,,d" syntax (",," is a literal comma) into buf. */
+static bool opts_element(const char *s, size_t index, char *buf, size_t size)
 {
-        static const char *const backends[] = {"-serial",        "--serial",       "-parallel",
-                                               "--parallel",     "-debugcon",      "--debugcon",
-                                               "-virtioconsole", "--virtioconsole"};
-        if (!value || (strcmp(value, "none") != 0 && strcmp(value, "null") != 0))
-                return false;
-        for (size_t i = 0; i < ELEMENTSOF(backends); i++)
-                if (strcmp(arg, backends[i]) == 0)
+        size_t i = 0, n = 0;
+        for (const char *p = s;; p++) {
+                if (*p == '\0' || (*p == ',' && p[1] != ',')) {
+                        if (i == index) {
+                                buf[n < size ? n : size - 1] = '\0';
+                                return true;
+                        }
+                        if (*p == '\0')
+                                return false;
+                        i++;
+                        n = 0;
+                        continue;
+                }
+                if (*p == ',')
+                        p++; /* ",," */
+                if (i == index && n + 1 < size)
+                        buf[n++] = *p;
+        }
+}
+
+static bool prefix_in(const char *s, const char *const *list, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strncmp(s, list[i], strlen(list[i])) == 0)
                         return true;
         return false;
 }
 
-static int check_extra_arg(const char *arg, qdm_restrict_mode mode, const char *parent,
-                           char **ret_error)
+/* Why VALUE (for option OPT under RULE) could reach the host, or NULL if it cannot. */
+static const char *value_refusal(value_rule rule, const char *value)
 {
-        const char *name = arg;
-        size_t n;
-
-        if (name[0] != '-')
-                return 0;
-        while (*name == '-')
-                name++;
-        n = strcspn(name, "=");
-        for (size_t i = 0; i < ELEMENTSOF(forbidden_options); i++) {
-                if (strlen(forbidden_options[i].name) != n ||
-                    memcmp(forbidden_options[i].name, name, n) != 0)
+        char el[256];
+        switch (rule) {
+        case VALUE_NONE:
+                return NULL;
+        case VALUE_OFF:
+                return streq(value, "none") || streq(value, "null")
+                               ? NULL
+                               : "unless its value is \"none\" or \"null\": a backend can open "
+                                 "host files, sockets or a monitor";
+        case VALUE_DISPLAY:
+                return streq(value, "none") ? NULL
+                                            : "unless its value is \"none\": a display listens "
+                                              "on the host";
+        case VALUE_INCOMING:
+                return streq(value, "defer") ? NULL
+                                             : "unless its value is \"defer\": a migration "
+                                               "address listens on the host or runs a command";
+        case VALUE_OPTS:
+        case VALUE_DEVICE:
+        case VALUE_OBJECT:
+                break;
+        }
+        for (size_t i = 0; opts_element(value, i, el, sizeof(el)); i++) {
+                char *eq = strchr(el, '=');
+                if (i == 0 && !eq) {
+                        if (rule == VALUE_DEVICE &&
+                            prefix_in(el, host_drivers, ELEMENTSOF(host_drivers)))
+                                return "with this device driver: it reaches host files or "
+                                       "devices";
+                        if (rule == VALUE_OBJECT) {
+                                bool safe = false;
+                                for (size_t k = 0; k < ELEMENTSOF(safe_objects); k++)
+                                        safe = safe || streq(el, safe_objects[k]);
+                                if (!safe)
+                                        return "with this object type: it is not known to be safe "
+                                               "(it may open host files)";
+                        }
                         continue;
-                if (forbidden_options[i].always)
-                        return fail(ret_error, parent, NULL, "-%s is not allowed: %s",
-                                    forbidden_options[i].name, forbidden_options[i].why);
-                if (mode != QDM_RESTRICT_NONE)
+                }
+                if (!eq)
+                        continue;
+                *eq = '\0';
+                if (rule == VALUE_OBJECT && streq(el, "filename") &&
+                    (streq(eq + 1, "/dev/urandom") || streq(eq + 1, "/dev/random")))
+                        continue;
+                /* "-global driver.prop=value" names the property after the last dot. */
+                const char *key = strrchr(el, '.') ? strrchr(el, '.') + 1 : el;
+                for (size_t k = 0; k < ELEMENTSOF(host_keys); k++)
+                        if (streq(key, host_keys[k]))
+                                return "with a value that names a host path (file=, romfile=, "
+                                       "mem-path=, ...)";
+        }
+        return NULL;
+}
+
+static int check_extra_args(char *const *args, size_t n, qdm_restrict_mode mode, char **ret_error)
+{
+        bool restricted = mode != QDM_RESTRICT_NONE;
+        const char *mode_name = qdm_restrict_mode_to_string(mode);
+        for (size_t i = 0; i < n; i++) {
+                char parent[48];
+                snprintf(parent, sizeof(parent), "extra_args[%zu]", i);
+                const char *arg = args[i];
+                if (arg[0] != '-' || arg[1] == '\0') {
+                        if (restricted)
+                                return fail(ret_error, parent, NULL,
+                                            "a bare argument is not allowed with restrict.mode "
+                                            "\"%s\": QEMU opens it as a disk image",
+                                            mode_name);
+                        continue;
+                }
+                const char *name = arg;
+                while (*name == '-')
+                        name++;
+                size_t len = strcspn(name, "=");
+                for (size_t k = 0; k < ELEMENTSOF(owned_options); k++)
+                        if (strlen(owned_options[k].name) == len &&
+                            memcmp(owned_options[k].name, name, len) == 0)
+                                return fail(ret_error, parent, NULL, "-%s is not allowed: %s",
+                                            owned_options[k].name, owned_options[k].why);
+                if (!restricted)
+                        continue;
+                size_t k = 0;
+                while (k < ELEMENTSOF(restricted_allowed) &&
+                       !(strlen(restricted_allowed[k].name) == len &&
+                         memcmp(restricted_allowed[k].name, name, len) == 0))
+                        k++;
+                if (k == ELEMENTSOF(restricted_allowed))
                         return fail(ret_error, parent, NULL,
-                                    "-%s is not allowed with restrict.mode \"%s\": %s",
-                                    forbidden_options[i].name, qdm_restrict_mode_to_string(mode),
-                                    forbidden_options[i].why);
+                                    "-%.*s is not allowed with restrict.mode \"%s\": it is not "
+                                    "known to be safe (it may reach host files, sockets or "
+                                    "ports); use the configuration's own keys, or "
+                                    "restrict.mode \"none\"",
+                                    (int)len, name, mode_name);
+                value_rule rule = restricted_allowed[k].rule;
+                if (rule == VALUE_NONE)
+                        continue;
+                const char *value = name[len] == '=' ? name + len + 1 : args[i + 1];
+                if (name[len] != '=') {
+                        if (!value)
+                                return fail(ret_error, parent, NULL,
+                                            "-%.*s is not allowed without its value", (int)len,
+                                            name);
+                        i++;
+                        snprintf(parent, sizeof(parent), "extra_args[%zu]", i);
+                }
+                const char *why = value_refusal(rule, value);
+                if (why)
+                        return fail(ret_error, parent, NULL,
+                                    "-%.*s is not allowed with restrict.mode \"%s\" %s", (int)len,
+                                    name, mode_name, why);
         }
         return 0;
 }
@@ -1185,15 +1336,8 @@ static int parse_root(json_object *root, qdm_model *m, char **ret_error)
                                     (unsigned long long)m->restrict_.rlimits.fsize, i);
         }
         /* The mode may come after extra_args in the document: check them now that it is known. */
-        for (size_t i = 0; i < m->n_extra_args; i++) {
-                char parent[48];
-
-                snprintf(parent, sizeof(parent), "extra_args[%zu]", i);
-                if (backend_disabled(m->extra_args[i], m->extra_args[i + 1])) {
-                        i++; /* "-serial none": no backend, nothing host-facing */
-                        continue;
-                }
-                r = check_extra_arg(m->extra_args[i], m->restrict_.mode, parent, ret_error);
+        if (m->n_extra_args > 0) {
+                r = check_extra_args(m->extra_args, m->n_extra_args, m->restrict_.mode, ret_error);
                 if (r < 0)
                         return r;
         }
@@ -1335,6 +1479,16 @@ QDM_EXPORT int qdm_config_new_from_json(const char *text, size_t len, qdm_config
         if (nul)
                 return fail(ret_error, NULL, NULL, "NUL byte at offset %zu", (size_t)(nul - text));
 
+        /* json-c lets overlong forms, surrogates and code points above U+10FFFF through. */
+        size_t bad = qmp_utf8_check(text, len);
+        if (bad < len) {
+                size_t line, column;
+                offset_to_line_column(text, bad, &line, &column);
+                return fail(ret_error, NULL, NULL,
+                            "invalid utf-8 at line %zu, column %zu (an overlong form, a "
+                            "surrogate or a code point above U+10FFFF)",
+                            line, column);
+        }
         r = parse_json(text, len, &root, ret_error);
         if (r < 0)
                 return r;
@@ -1377,10 +1531,17 @@ QDM_EXPORT int qdm_config_new_from_file(const char *path, qdm_config **ret_confi
         assert_return(path, -EINVAL);
         assert_return(ret_config, -EINVAL);
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO must not block the open; only regular files are read. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+                fd = safe_close(fd);
+                errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        }
         if (fd < 0) {
                 int r = negative_errno();
-                if (ret_error && asprintf(ret_error, "%s: %s", path, strerror(-r)) < 0)
+                if (ret_error && asprintf(ret_error, "%s: %s", path,
+                                          r == -EINVAL ? "not a regular file" : strerror(-r)) < 0)
                         *ret_error = NULL;
                 return r;
         }

@@ -350,6 +350,23 @@ static size_t number_length(const char *p, size_t n)
         return i;
 }
 
+size_t qmp_utf8_check(const char *text, size_t n)
+{
+        const unsigned char *s = (const unsigned char *)text;
+        size_t i = 0;
+        while (i < n) {
+                if (s[i] < 0x80) {
+                        i++;
+                        continue;
+                }
+                size_t k = utf8_sequence(s + i, n - i);
+                if (k == 0)
+                        return i;
+                i += k;
+        }
+        return n;
+}
+
 /*
  * One pass over the text for what json-c lets through (see the top of the file). Structure
  * (matching brackets, commas, colons, escapes' hex digits) is left to json-c. Errors are reported

@@ -96,6 +96,11 @@ void qmp_msg_free(qmp_msg *m);
 int qmp_wire_format_command(const char *command, json_object *args, json_object *id, char **ret_buf,
                             size_t *ret_len);
 
+/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), which
+ * json-c 0.16 does not enforce. Returns n if all of text is valid, else the offset of the
+ * first byte that is not. */
+size_t qmp_utf8_check(const char *text, size_t n);
+
 /* Parse a JSON text strictly with the same limits (used for caller-supplied arguments).
  * Returns 0 and a new reference, or the same negative errors as qmp_wire_next. */
 int qmp_json_parse(const char *text, size_t len, int max_depth, json_object **ret);

@@ -342,7 +342,7 @@ static void test_good_values(void **state)
                 "{'name':'a','extra_args':[]}",
                 "{'name':'a','extra_args':['-global','kvm-pit.lost_tick_policy=discard']}",
                 "{'name':'a','extra_args':['-add-fd','fd=5,set=1','-incoming','defer']}",
-                "{'name':'a','extra_args':['-enable-kvm','-device','virtio-rng-pci','-']}",
+                "{'name':'a','extra_args':['-enable-kvm','-device','virtio-rng-pci']}",
                 "{'name':'a','extra_args':['-object','rng-random,id=rng0,filename=/dev/urandom']}",
                 /* extra_args refused only when restricted, with mode "none" (in any order) */
                 "{'name':'a','restrict':{'mode':'none'},'extra_args':['-sandbox','on']}",
@@ -352,7 +352,7 @@ static void test_good_values(void **state)
                 "'restrict':{'mode':'none'}}",
                 /* white space, CRLF, and a value that looks like a key */
                 " \r\n\t{ 'name' : 'a' ,\r\n 'machine' : 'q35' } \r\n\t",
-                "{'name':'a','extra_args':['name','name']}",
+                "{'name':'a','restrict':{'mode':'none'},'extra_args':['name','name','-']}",
                 /* the same key in sibling and nested objects is no duplicate */
                 "{'name':'a','disks':[{'path':'@D@/root.raw'},{'path':'@D@/root.raw'}]}",
         };
@@ -385,7 +385,12 @@ static void test_document(void **state)
                 {"{'name':'\\x'}", "document: invalid JSON at line 1, column "},
                 {"{name:'a'}", "document: invalid JSON at line 1, column 2: "},
                 {"\xef\xbb\xbf{'name':'a'}", "document: invalid JSON at line 1, column 1: "},
-                {"{'name':'a\xff'}", "document: invalid JSON at line 1, column "},
+                {"{'name':'a\xff'}", "document: invalid utf-8 at line 1, column 11"},
+                /* json-c 0.16 lets these through: overlong '/', a surrogate, above U+10FFFF */
+                {"{'name':'a','append':'\xc0\xaf'}",
+                 "document: invalid utf-8 at line 1, column 23"},
+                {"{'name':'a','append':'\xed\xa0\x80'}", "document: invalid utf-8 at line 1"},
+                {"{'name':'a','append':'\xf4\x90\x80\x80'}", "document: invalid utf-8 at line 1"},
                 /* json-c lets these through; the scanner does not */
                 {"{'name':'a\x01'}", "document: invalid JSON at line 1, column 11: control"},
                 {"{'name':'a\tb'}", "document: invalid JSON at line 1, column 11: control"},
@@ -924,7 +929,7 @@ static void test_extra_args(void **state)
 
         run_bad_cases(cases, ELEMENTSOF(cases));
 
-        assert_true(asprintf(&good, "{'name':'a','extra_args':['%s']}", max) > 0);
+        assert_true(asprintf(&good, "{'name':'a','extra_args':['-name','%s']}", max) > 0);
         qdm_config_free(parse_ok(good));
         assert_true(asprintf(&bad, "{'name':'a','extra_args':['-x','%sy']}", max) > 0);
         expect_error(bad, "extra_args[1]: must be at most 4096 bytes long");
@@ -953,40 +958,27 @@ static void test_forbidden_extra_args(void **state)
                 const char *name;
                 bool always; /* refused with mode "none" too */
         } options[] = {
-                {"S", true},
-                {"qmp", true},
-                {"qmp-pretty", true},
-                {"monitor", true},
-                {"mon", true},
-                {"daemonize", true},
-                {"pidfile", true},
-                {"preconfig", true},
-                {"readconfig", true},
-                {"set", true},
-                {"sandbox", false},
-                {"runas", false},
-                {"run-with", false},
-                {"chroot", false},
-                {"chardev", false},
-                {"writeconfig", false},
-                {"gdb", false},
-                {"s", false},
-                {"qtest", false},
-                {"serial", false},
-                {"parallel", false},
-                {"debugcon", false},
-                {"virtioconsole", false},
-                {"vnc", false},
-                {"spice", false},
-                {"drive", false},
-                {"blockdev", false},
-                {"hda", false},
-                {"cdrom", false},
-                {"pflash", false},
-                {"fsdev", false},
-                {"virtfs", false},
-                {"netdev", false},
-                {"nic", false},
+                {"S", true},          {"qmp", true},
+                {"qmp-pretty", true}, {"monitor", true},
+                {"mon", true},        {"daemonize", true},
+                {"pidfile", true},    {"preconfig", true},
+                {"readconfig", true}, {"set", true},
+                {"sandbox", false},   {"runas", false},
+                {"run-with", false},  {"chroot", false},
+                {"chardev", false},   {"writeconfig", false},
+                {"gdb", false},       {"s", false},
+                {"qtest", false},     {"vnc", false},
+                {"fw_cfg", false},    {"initrd", false},
+                {"kernel", false},    {"bios", false},
+                {"acpitable", false}, {"smbios", false},
+                {"mem-path", false},  {"D", false},
+                {"trace", false},     {"audiodev", false},
+                {"nographic", false}, {"snapshot", false},
+                {"spice", false},     {"drive", false},
+                {"blockdev", false},  {"hda", false},
+                {"cdrom", false},     {"pflash", false},
+                {"fsdev", false},     {"virtfs", false},
+                {"netdev", false},    {"nic", false},
                 {"net", false},
         };
         static const struct {
@@ -1024,7 +1016,8 @@ static void test_forbidden_extra_args(void **state)
                         }
 
         /* Names that merely start like a forbidden one are fine. */
-        qdm_config_free(parse_ok("{'name':'a','extra_args':['-Sx','-monitorx','-setting',"
+        qdm_config_free(parse_ok("{'name':'a','restrict':{'mode':'none'},"
+                                 "'extra_args':['-Sx','-monitorx','-setting',"
                                  "'-smp','2','-serial','none']}"));
         /* The default mode is "jail". */
         expect_error("{'name':'a','extra_args':['-sandbox','off']}",
@@ -1032,6 +1025,59 @@ static void test_forbidden_extra_args(void **state)
         /* Mode after extra_args in the document still counts. */
         expect_error("{'name':'a','extra_args':['-runas','0:0'],'restrict':{'mode':'jail'}}",
                      "extra_args[0]: -runas is not allowed with restrict.mode \"jail\"");
+}
+
+/* In the restricted modes an allowed option may still not name a host path in its value,
+ * and a bare argument (a disk image to QEMU) is refused; with mode "none" all of it passes. */
+static void test_extra_arg_values(void **state)
+{
+        static const struct {
+                const char *args;   /* JSON array elements */
+                const char *prefix; /* expected error prefix when restricted */
+        } cases[] = {
+                {"'-device','loader,file=/etc/shadow'", "extra_args[1]: -device is not allowed "
+                                                        "with restrict.mode"},
+                {"'-device','e1000,romfile=/etc/shadow'", "extra_args[1]: -"},
+                {"'-device','vfio-pci,host=01:00.0'", "extra_args[1]: -"},
+                {"'-object','memory-backend-file,id=m,mem-path=/etc,share=on'",
+                 "extra_args[1]: -object is not allowed with restrict.mode"},
+                {"'-object','secret,id=s,file=/etc/shadow'", "extra_args[1]: -"},
+                {"'-object','rng-random,id=r,filename=/etc/shadow'", "extra_args[1]: -"},
+                {"'-serial','unix:/tmp/s,server=on'", "extra_args[1]: -"},
+                {"'-display','vnc=:0'", "extra_args[1]: -"},
+                {"'-incoming','tcp:0:4444'", "extra_args[1]: -"},
+                {"'-boot','splash=/etc/shadow'", "extra_args[1]: -"},
+                {"'-global','x.file=/etc/shadow'", "extra_args[1]: -"},
+                {"'/etc/shadow'", "extra_args[0]: a bare argument is not allowed"},
+                {"'-device'", "extra_args[0]: -device is not allowed without its value"},
+                /* ",," is a literal comma, not a separator: "a,,file=x" is one value */
+                {"'-device','virtio-rng-pci,id=a,,file=x,file=/etc/shadow'", "extra_args[1]: -"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *restricted = NULL, *none = NULL;
+                assert_true(asprintf(&restricted, "{'name':'a','extra_args':[%s]}", cases[i].args) >
+                            0);
+                assert_true(asprintf(&none,
+                                     "{'name':'a','restrict':{'mode':'none'},'extra_args':[%s]}",
+                                     cases[i].args) > 0);
+                expect_error(restricted, cases[i].prefix);
+                if (!strstr(cases[i].prefix, "without its value"))
+                        qdm_config_free(parse_ok(none));
+        }
+        /* What stays allowed when restricted. */
+        static const char *const good[] = {
+                "'-serial','none','-parallel','null'",
+                "'-object','rng-random,id=r,filename=/dev/"
+                "urandom','-device','virtio-rng-pci,rng=r'",
+                "'-incoming','defer','-display','none'",
+                "'-device','virtio-rng-pci,id=a,,file=x'",
+                "'-global','kvm-pit.lost_tick_policy=discard','-no-reboot'",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_free_ char *text = NULL;
+                assert_true(asprintf(&text, "{'name':'a','extra_args':[%s]}", good[i]) > 0);
+                qdm_config_free(parse_ok(text));
+        }
 }
 
 /* ---- files and the API ------------------------------------------------------------------- */
@@ -1233,6 +1279,7 @@ int main(void)
                 cmocka_unit_test(test_restrict),
                 cmocka_unit_test(test_extra_args),
                 cmocka_unit_test(test_forbidden_extra_args),
+                cmocka_unit_test(test_extra_arg_values),
                 cmocka_unit_test(test_file),
                 cmocka_unit_test(test_samples),
                 cmocka_unit_test(test_api),
