@@ -401,8 +401,8 @@ static void test_exits_at_once(void **state)
         fixture *f = *state;
         uint64_t t0 = now_usec();
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"bad\", \"extra_args\": "
-                                       "[\"-no-such-option\"]}"),
+                           config_from("{\"name\": \"bad\", \"restrict\": {\"mode\": "
+                                       "\"none\"}, \"extra_args\": [\"-no-such-option\"]}"),
                            -ESRCH);
         uint64_t took = now_usec() - t0;
         const char *e = qdm_dm_get_error(dm);
