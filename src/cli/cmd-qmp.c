@@ -164,7 +164,7 @@ int cmd_qmp(const cli_globals *g, int argc, char **argv)
                 label = argv[optind];
                 r = control_lookup(g, label, &ctl);
                 if (r == 0)
-                        r = control_connect(&ctl, LOCK_TIMEOUT_USEC, timeout);
+                        r = control_connect(&ctl, LOCK_TIMEOUT_USEC, 0);
                 if (r != 0) {
                         control_close(&ctl, drain);
                         return r;

@@ -24,7 +24,8 @@ typedef struct control {
  * Returns 0 or the exit code to return (the message is printed). */
 int control_lookup(const cli_globals *g, const char *name, control *ret);
 /* Lock and connect: wait at most lock_usec for the lock, then at most ready_usec for QEMU's
- * greeting and negotiation. Returns 0 or an exit code (printed). */
+ * greeting and negotiation (0: do not wait; commands sent meanwhile are queued until then and
+ * their own timeouts cover it). Returns 0 or an exit code (printed). */
 int control_connect(control *c, uint64_t lock_usec, uint64_t ready_usec);
 /* Drain (up to drain_usec), disconnect, unlock, free. */
 void control_close(control *c, uint64_t drain_usec);
