@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 src=$PWD
 scripts/install-deps.sh || exit 1
 out=${QDM_TEST_OUT:-$src/build-tests}
-fuzz_seconds=${QDM_FUZZ_SECONDS:-20}
+fuzz_seconds=${QDM_FUZZ_SECONDS:-10}
 passed=0
 failed=0
 export TMPDIR=$(mktemp -d /tmp/qdm-tests.XXXXXX)
@@ -93,5 +93,6 @@ fi
 if step "nothing left behind" tests/check-leftovers.sh; then
         passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
+echo "whole run: $SECONDS s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
