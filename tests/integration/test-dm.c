@@ -62,37 +62,6 @@ static int setup(void **state)
 }
 
 /* Nothing of any device model may survive a test. */
-static void assert_nothing_left(fixture *f)
-{
-        for (size_t i = 0; i < f->n_seen; i++) {
-                if (f->pids_seen[i] > 0) {
-                        char p[64];
-                        snprintf(p, sizeof(p), "/proc/%d/status", (int)f->pids_seen[i]);
-                        /* Our own child: reaped by the library, so gone from /proc. */
-                        assert_int_equal(access(p, F_OK), -1);
-                }
-                if (f->uids_seen[i] != 0 && f->uids_seen[i] != geteuid()) {
-                        pid_t *pids = NULL;
-                        size_t n = 0;
-                        assert_int_equal(proc_list_pids(&pids, &n), 0);
-                        for (size_t j = 0; j < n; j++) {
-                                proc_status st;
-                                if (proc_status_read(pids[j], &st) == 0)
-                                        assert_int_not_equal(st.uid[0], f->uids_seen[i]);
-                        }
-                        free(pids);
-                }
-        }
-        /* The run directory holds only the shared dot-directories. */
-        DIR *d = opendir(f->run_dir);
-        if (d) {
-                struct dirent *de;
-                while ((de = readdir(d)))
-                        assert_true(de->d_name[0] == '.');
-                closedir(d);
-        }
-}
-
 static int teardown(void **state)
 {
         fixture *f = *state;
@@ -106,30 +75,13 @@ static int teardown(void **state)
         }
         assert_int_equal(qdm_ctx_flush(f->ctx, 5 * USEC_PER_SEC), 0);
         f->ctx = qdm_ctx_unref(f->ctx);
-        assert_nothing_left(f);
+        test_assert_no_device_models(f->run_dir, f->pids_seen, f->uids_seen, f->n_seen);
         assert_int_equal(test_count_fds(), f->fds_before);
         test_rm_rf(f->dir);
         free(f->dir);
         free(f->run_dir);
         free(f);
         return 0;
-}
-
-static qdm_config *config_from(const char *fmt, ...)
-{
-        va_list ap;
-        char *json = NULL;
-        va_start(ap, fmt);
-        assert_true(vasprintf(&json, fmt, ap) > 0);
-        va_end(ap);
-        qdm_config *c = NULL;
-        char *error = NULL;
-        int r = qdm_config_new_from_json(json, strlen(json), &c, &error);
-        if (r < 0)
-                print_message("config error: %s\n", error ? error : "?");
-        assert_int_equal(r, 0);
-        free(json);
-        return c;
 }
 
 static void record_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state, void *userdata)
@@ -207,7 +159,7 @@ static void test_restricted_start(void **state)
 
         /* Mode "qemu" (libxl's), which chroots itself; jail mode: test-jail.c. */
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"r1\", \"machine\": \"none\", \"restrict\": "
+                           test_config("{\"name\": \"r1\", \"machine\": \"none\", \"restrict\": "
                                        "{\"mode\": \"qemu\"}}"),
                            0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_READY);
@@ -295,7 +247,7 @@ static void test_lifecycle(void **state)
 {
         fixture *f = *state;
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"life\", \"machine\": \"q35\", "
+                           test_config("{\"name\": \"life\", \"machine\": \"q35\", "
                                        "\"memory_mib\": 64}"),
                            0);
         /* Ready means prelaunch, asked independently on the same control connection. */
@@ -335,7 +287,7 @@ static void test_lifecycle(void **state)
 static void test_shutdown_never_ran(void **state)
 {
         fixture *f = *state;
-        qdm_dm *dm = start(f, config_from("{\"name\": \"quit\"}"), 0);
+        qdm_dm *dm = start(f, test_config("{\"name\": \"quit\"}"), 0);
         done d = {0};
         assert_int_equal(qdm_dm_shutdown(dm, 10 * USEC_PER_SEC, on_done, &d), 0);
         assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
@@ -349,12 +301,12 @@ static void test_shutdown_never_ran(void **state)
 static void test_two_uids(void **state)
 {
         fixture *f = *state;
-        qdm_dm *a = start(f, config_from("{\"name\": \"a\"}"), 0);
-        qdm_dm *b = start(f, config_from("{\"name\": \"b\"}"), 0);
+        qdm_dm *a = start(f, test_config("{\"name\": \"a\"}"), 0);
+        qdm_dm *b = start(f, test_config("{\"name\": \"b\"}"), 0);
         assert_int_not_equal(qdm_dm_get_uid(a), qdm_dm_get_uid(b));
         assert_int_not_equal(qdm_dm_get_uid(a), 0);
         /* A name in use is refused, and the existing one is untouched. */
-        qdm_dm *dup = start(f, config_from("{\"name\": \"a\"}"), -EEXIST);
+        qdm_dm *dup = start(f, test_config("{\"name\": \"a\"}"), -EEXIST);
         assert_int_equal(qdm_dm_get_state(dup), QDM_DM_FAILED);
         qdm_dm_unref(dup);
         assert_int_equal(qdm_dm_get_state(a), QDM_DM_READY);
@@ -368,7 +320,7 @@ static void test_unrestricted(void **state)
 {
         fixture *f = *state;
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"plain\", \"restrict\": {\"mode\": "
+                           test_config("{\"name\": \"plain\", \"restrict\": {\"mode\": "
                                        "\"none\"}}"),
                            0);
         proc_status st;
@@ -388,7 +340,7 @@ static void test_binary_vanished(void **state)
         int fd = open(path, O_WRONLY | O_CREAT, 0755);
         assert_true(fd >= 0);
         close(fd);
-        qdm_config *c = config_from("{\"name\": \"gone\", \"qemu\": \"%s\"}", path);
+        qdm_config *c = test_config("{\"name\": \"gone\", \"qemu\": \"%s\"}", path);
         unlink(path);
         qdm_dm *dm = start(f, c, -ENOENT);
         assert_non_null(strstr(qdm_dm_get_error(dm), "qemu-gone"));
@@ -401,7 +353,7 @@ static void test_exits_at_once(void **state)
         fixture *f = *state;
         uint64_t t0 = now_usec();
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"bad\", \"restrict\": {\"mode\": "
+                           test_config("{\"name\": \"bad\", \"restrict\": {\"mode\": "
                                        "\"none\"}, \"extra_args\": [\"-no-such-option\"]}"),
                            -ESRCH);
         uint64_t took = now_usec() - t0;
@@ -442,7 +394,7 @@ static void test_never_answers(void **state)
                 char *q = fake_qemu(f, modes[i]);
                 f->n_states = 0;
                 qdm_dm *dm = start(f,
-                                   config_from("{\"name\": \"mute\", \"qemu\": \"%s\", "
+                                   test_config("{\"name\": \"mute\", \"qemu\": \"%s\", "
                                                "\"start_timeout_ms\": 400, \"restrict\": "
                                                "{\"mode\": \"none\"}}",
                                                q),
@@ -463,7 +415,7 @@ static void test_killed_between_steps(void **state)
                 f->kill_at = (int)steps[i];
                 f->n_states = 0;
                 uint64_t t0 = now_usec();
-                qdm_dm *dm = start(f, config_from("{\"name\": \"k%zu\"}", i), -ESRCH);
+                qdm_dm *dm = start(f, test_config("{\"name\": \"k%zu\"}", i), -ESRCH);
                 uint64_t took = now_usec() - t0;
                 assert_non_null(strstr(qdm_dm_get_error(dm), "killed by signal 9"));
                 assert_int_equal(f->states[f->n_states - 1], QDM_DM_FAILED);
@@ -473,7 +425,7 @@ static void test_killed_between_steps(void **state)
         }
         /* After ready and while running: the state machine ends at EXITED. */
         f->kill_at = -1;
-        qdm_dm *dm = start(f, config_from("{\"name\": \"k-ready\"}"), 0);
+        qdm_dm *dm = start(f, test_config("{\"name\": \"k-ready\"}"), 0);
         kill(qdm_dm_get_pid(dm), SIGKILL);
         while (qdm_dm_get_state(dm) != QDM_DM_EXITED)
                 assert_true(qdm_ctx_run(f->ctx, 5 * USEC_PER_SEC) > 0);
@@ -483,7 +435,7 @@ static void test_killed_between_steps(void **state)
         qdm_dm_unref(dm);
 
         f->kill_at = (int)QDM_DM_RUNNING;
-        dm = start(f, config_from("{\"name\": \"k-running\"}"), 0);
+        dm = start(f, test_config("{\"name\": \"k-running\"}"), 0);
         done d = {0};
         assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
         (void)wait_done(f, &d, 10 * USEC_PER_SEC);
@@ -496,7 +448,7 @@ static void test_destroy_while_starting(void **state)
 {
         fixture *f = *state;
         qdm_dm *dm = NULL;
-        qdm_config *c = config_from("{\"name\": \"early\"}");
+        qdm_config *c = test_config("{\"name\": \"early\"}");
         assert_int_equal(qdm_dm_new(f->ctx, c, f->run_dir, &dm), 0);
         qdm_config_free(c); /* the device model keeps its own reference */
         done d = {0};

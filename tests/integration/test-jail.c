@@ -97,51 +97,13 @@ static int teardown(void **state)
         assert_int_equal(qdm_ctx_flush(f->ctx, 5 * USEC_PER_SEC), 0);
         f->ctx = qdm_ctx_unref(f->ctx);
         restore_kvm(f);
-        for (size_t i = 0; i < f->n_seen; i++) {
-                char p[64];
-                snprintf(p, sizeof(p), "/proc/%d/status", (int)f->pids_seen[i]);
-                assert_int_equal(access(p, F_OK), -1);
-                pid_t *pids = NULL;
-                size_t n = 0;
-                assert_int_equal(proc_list_pids(&pids, &n), 0);
-                for (size_t j = 0; j < n; j++) {
-                        proc_status st;
-                        if (proc_status_read(pids[j], &st) == 0)
-                                assert_int_not_equal(st.uid[0], f->uids_seen[i]);
-                }
-                free(pids);
-        }
-        DIR *d = opendir(f->run_dir);
-        if (d) {
-                struct dirent *de;
-                while ((de = readdir(d)))
-                        assert_true(de->d_name[0] == '.');
-                closedir(d);
-        }
+        test_assert_no_device_models(f->run_dir, f->pids_seen, f->uids_seen, f->n_seen);
         assert_int_equal(test_count_fds(), f->fds_before);
         test_rm_rf(f->dir);
         free(f->dir);
         free(f->run_dir);
         free(f);
         return 0;
-}
-
-static qdm_config *config_from(const char *fmt, ...)
-{
-        va_list ap;
-        char *json = NULL;
-        va_start(ap, fmt);
-        assert_true(vasprintf(&json, fmt, ap) > 0);
-        va_end(ap);
-        qdm_config *c = NULL;
-        char *error = NULL;
-        int r = qdm_config_new_from_json(json, strlen(json), &c, &error);
-        if (r < 0)
-                print_message("config error: %s\n", error ? error : "?");
-        assert_int_equal(r, 0);
-        free(json);
-        free(error);
-        return c;
 }
 
 static void record_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state, void *userdata)
@@ -332,7 +294,7 @@ static void test_jail_none(void **state)
         assert_true(marker >= 0);
 
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-none\", \"machine\": \"none\", "
+                           test_config("{\"name\": \"j-none\", \"machine\": \"none\", "
                                        "\"restrict\": {\"mode\": \"jail\"}}"),
                            0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_READY);
@@ -394,7 +356,7 @@ static void test_qemu_mode_contrast(void **state)
 {
         fixture *f = *state;
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"q-none\", \"machine\": \"none\", "
+                           test_config("{\"name\": \"q-none\", \"machine\": \"none\", "
                                        "\"restrict\": {\"mode\": \"qemu\"}}"),
                            0);
         assert_true(f->at_greeting.read);
@@ -453,7 +415,7 @@ static void test_jail_q35_disks(void **state)
         char *rw = make_image(f, "rw.raw", 1024 * 1024);
         char *ro = make_image(f, "ro.raw", 1024 * 1024);
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-q35\", \"machine\": \"q35\", "
+                           test_config("{\"name\": \"j-q35\", \"machine\": \"q35\", "
                                        "\"memory_mib\": 64, \"disks\": ["
                                        "{\"path\": \"%s\", \"format\": \"raw\"}, "
                                        "{\"path\": \"%s\", \"format\": \"raw\", \"readonly\": "
@@ -526,7 +488,7 @@ static void test_jail_no_host_paths(void **state)
         fixture *f = *state;
         char *disk = make_image(f, "disk.raw", 1024 * 1024);
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-paths\", \"machine\": \"q35\", "
+                           test_config("{\"name\": \"j-paths\", \"machine\": \"q35\", "
                                        "\"memory_mib\": 64, \"disks\": [{\"path\": \"%s\", "
                                        "\"format\": \"raw\"}], \"restrict\": {\"mode\": "
                                        "\"jail\"}}",
@@ -611,7 +573,7 @@ static void test_jail_kernel_boot(void **state)
         close(fd);
 
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-kernel\", \"machine\": \"q35\", "
+                           test_config("{\"name\": \"j-kernel\", \"machine\": \"q35\", "
                                        "\"memory_mib\": 128, \"kernel\": \"%s\", \"initrd\": "
                                        "\"%s\", \"append\": \"console=ttyS0\", \"restrict\": "
                                        "{\"mode\": \"jail\"}}",
@@ -677,7 +639,7 @@ static void test_jail_kernel_unreadable(void **state)
         assert_int_equal(write(fd, "not a kernel", 12), 12);
         close(fd);
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-secret\", \"machine\": \"q35\", "
+                           test_config("{\"name\": \"j-secret\", \"machine\": \"q35\", "
                                        "\"kernel\": \"%s\", \"restrict\": {\"mode\": \"jail\"}}",
                                        kernel),
                            -EACCES);
@@ -699,7 +661,7 @@ static void test_jail_pid_net_namespaces(void **state)
 {
         fixture *f = *state;
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-ns\", \"machine\": \"none\", "
+                           test_config("{\"name\": \"j-ns\", \"machine\": \"none\", "
                                        "\"restrict\": {\"mode\": \"jail\", \"namespaces\": "
                                        "{\"net\": true, \"pid\": true}}}"),
                            0);
@@ -799,7 +761,7 @@ static void test_jail_kvm_not_usable(void **state)
         }
         fake_kvm(f, 0, 0600);
         qdm_dm *dm = start(f,
-                           config_from("{\"name\": \"j-kvm\", \"machine\": \"none\", \"accel\": "
+                           test_config("{\"name\": \"j-kvm\", \"machine\": \"none\", \"accel\": "
                                        "\"kvm\", \"restrict\": {\"mode\": \"jail\"}}"),
                            -EACCES);
         char *want = NULL;
@@ -815,7 +777,7 @@ static void test_jail_kvm_not_usable(void **state)
         qdm_dm_unref(dm);
 
         dm = start(f,
-                   config_from("{\"name\": \"j-auto\", \"machine\": \"none\", \"restrict\": "
+                   test_config("{\"name\": \"j-auto\", \"machine\": \"none\", \"restrict\": "
                                "{\"mode\": \"jail\"}}"),
                    0);
         assert_false(kvm_accel_enabled(dm));
@@ -836,7 +798,7 @@ static void test_jail_kvm_group(void **state)
         fake_kvm(f, gid, 0660);
         qdm_dm *dm =
                 start(f,
-                      config_from("{\"name\": \"j-kvm\", \"machine\": \"q35\", \"memory_mib\": "
+                      test_config("{\"name\": \"j-kvm\", \"machine\": \"q35\", \"memory_mib\": "
                                   "64, \"accel\": \"kvm\", \"restrict\": {\"mode\": "
                                   "\"jail\"}}"),
                       0);

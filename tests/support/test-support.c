@@ -17,6 +17,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "proc.h"
+#include "qdm.h"
 #include "test-support.h"
 #include "util.h"
 
@@ -319,4 +328,52 @@ int test_raw_send(int fd, const char *text)
                 len -= (size_t)k;
         }
         return 0;
+}
+
+struct qdm_config *test_config(const char *fmt, ...)
+{
+        va_list ap;
+        char *json = NULL;
+        va_start(ap, fmt);
+        assert_true(vasprintf(&json, fmt, ap) > 0);
+        va_end(ap);
+        qdm_config *c = NULL;
+        char *error = NULL;
+        int r = qdm_config_new_from_json(json, strlen(json), &c, &error);
+        if (r < 0)
+                print_message("config error: %s\n", error ? error : "?");
+        assert_int_equal(r, 0);
+        free(json);
+        free(error);
+        return c;
+}
+
+void test_assert_no_device_models(const char *run_dir, const pid_t *pids, const uid_t *uids,
+                                  size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                if (pids[i] > 0) {
+                        char p[64];
+                        snprintf(p, sizeof(p), "/proc/%d/status", (int)pids[i]);
+                        assert_int_equal(access(p, F_OK), -1);
+                }
+                if (uids[i] == 0 || uids[i] == geteuid())
+                        continue;
+                pid_t *all = NULL;
+                size_t n_all = 0;
+                assert_int_equal(proc_list_pids(&all, &n_all), 0);
+                for (size_t j = 0; j < n_all; j++) {
+                        proc_status st;
+                        if (proc_status_read(all[j], &st) == 0)
+                                assert_int_not_equal(st.uid[0], uids[i]);
+                }
+                free(all);
+        }
+        DIR *d = opendir(run_dir);
+        if (d) {
+                struct dirent *de;
+                while ((de = readdir(d)))
+                        assert_true(de->d_name[0] == '.');
+                closedir(d);
+        }
 }

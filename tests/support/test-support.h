@@ -49,6 +49,17 @@ int test_proc_stop(test_proc *p);
 /* Wait up to timeout_ms for the process to exit by itself; returns 0 or -ETIMEDOUT. */
 int test_proc_wait(test_proc *p, int timeout_ms);
 
+/* A configuration from printf-style JSON text; fails the test (with the parser's message)
+ * when it does not parse. The caller frees it with qdm_config_free(). */
+struct qdm_config;
+struct qdm_config *test_config(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Nothing of the device models a test started may survive it: none of their QEMU pids (our
+ * own children, reaped by the library, so gone from /proc), no process of their uids (0 and
+ * our own uid are skipped), and only dot-directories in run_dir. Fails the test otherwise. */
+void test_assert_no_device_models(const char *run_dir, const pid_t *pids, const uid_t *uids,
+                                  size_t n);
+
 /* A blocking raw QMP client for tests that must behave "naively" (e.g. hang up early). */
 int test_raw_connect(const char *path);
 /* Read one line (without the newline) into buf; returns its length, 0 on EOF, -ETIMEDOUT. */
