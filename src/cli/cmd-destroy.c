@@ -137,8 +137,18 @@ int cmd_destroy(const cli_globals *g, int argc, char **argv)
         const dm_state *s = &ctl.record;
 
         /* The supervisor destroys through libqdm: it is QEMU's parent and reaps it at once. */
-        if (!signal_and_wait(&s->supervisor, SIGTERM, 5000))
+        bool supervisor_done = signal_and_wait(&s->supervisor, SIGTERM, 5000);
+        if (!supervisor_done)
                 (void)signal_and_wait(&s->supervisor, SIGKILL, 5000);
+        /* A live supervisor destroys through libqdm (QEMU killed and reaped, its uid swept, the
+         * directory removed): if it did, there is nothing left to do twice. */
+        _cleanup_free_ char *dir = rundir_path(ctl.run_dir, ctl.name, NULL);
+        if (supervisor_done && s->supervisor.pid > 0 && dir && access(dir, F_OK) < 0 &&
+            errno == ENOENT) {
+                printf("%s: destroyed\n", ctl.name);
+                control_close(&ctl, 0);
+                return EXIT_OK;
+        }
         /* Whatever is left (the supervisor was gone or stuck): kill QEMU directly. */
         if (!signal_and_wait(&s->qemu, SIGKILL, 10000))
                 cli_error(EXIT_FAILED, "%s: QEMU pid %d does not die", ctl.name, (int)s->qemu.pid);

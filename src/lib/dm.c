@@ -808,7 +808,11 @@ static int jail_prepare(qdm_dm *dm, const qemu_probe *probe, bool kvm, gid_t kvm
 
 static int listen_control(qdm_dm *dm)
 {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /* Non-blocking: QEMU 7.2 accepts on this fd from its main loop, and a blocking
+         * listener can leave that accept4() waiting for good while the monitor thread holds
+         * the connection it already took (seen about once in 2,000 starts: the start then
+         * sticks in NEGOTIATING until its deadline). The flag travels with the fd. */
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
