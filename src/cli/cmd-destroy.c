@@ -50,25 +50,6 @@ static int kill_socket_holders(const char *run_dir, const char *name)
         return killed;
 }
 
-/* What a device model's directory may hold: libqdm's and the CLI's files. */
-static int remove_dir(const char *run_dir, const char *name)
-{
-        static const char *const files[] = {SOCKET_FILE, STATE_FILE, STATE_FILE ".tmp",
-                                            STDERR_LOG,  EVENTS_LOG, LOCK_FILE};
-        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                _cleanup_free_ char *p = rundir_path(run_dir, name, files[i]);
-                if (p && unlink(p) < 0 && errno != ENOENT)
-                        return -errno;
-        }
-        _cleanup_free_ char *root = rundir_path(run_dir, name, "root");
-        if (root && rmdir(root) < 0 && errno != ENOENT)
-                return -errno;
-        _cleanup_free_ char *dir = rundir_path(run_dir, name, NULL);
-        if (dir && rmdir(dir) < 0 && errno != ENOENT)
-                return -errno;
-        return 0;
-}
-
 /* A directory without state.json: a create that died before QEMU ran (the supervisor records
  * QEMU as soon as it is spawned), or one still starting. The latter holds the monitor lock;
  * the former holds nothing and only files remain. Returns an exit code, or -1 when this is
@@ -89,7 +70,7 @@ static int destroy_remains(const cli_globals *g, const char *name)
         /* No record, but a QEMU may still hold the socket (its supervisor died right after
          * spawning it): it goes first. */
         int killed = kill_socket_holders(run_dir, name);
-        int r = remove_dir(run_dir, name);
+        int r = rundir_remove(run_dir, name);
         if (r < 0)
                 return cli_error(EXIT_FAILED, "%s: cannot remove %s: %s", name, dir, strerror(-r));
         if (killed > 0)
@@ -123,7 +104,7 @@ int cmd_destroy(const cli_globals *g, int argc, char **argv)
         if (argc - optind != 1)
                 return cli_error(EXIT_USAGE, "destroy: expected NAME (see 'qdm destroy --help')");
         const char *name = argv[optind];
-        if (rundir_name_valid(name)) {
+        if (config_name_valid(name)) {
                 int r = destroy_remains(g, name);
                 if (r >= 0)
                         return r;
@@ -161,7 +142,7 @@ int cmd_destroy(const cli_globals *g, int argc, char **argv)
                         ret = cli_error(EXIT_FAILED, "%s: cannot kill the processes of uid %u: %s",
                                         ctl.name, (unsigned)s->uid, strerror(-r));
         }
-        r = remove_dir(ctl.run_dir, ctl.name);
+        r = rundir_remove(ctl.run_dir, ctl.name);
         if (r < 0)
                 ret = cli_error(EXIT_FAILED, "%s: cannot remove %s/%s: %s", ctl.name, ctl.run_dir,
                                 ctl.name, strerror(-r));

@@ -207,7 +207,7 @@ int cmd_list(const cli_globals *g, int argc, char **argv)
         DIR *d = run_dir ? opendir(run_dir) : NULL;
         struct dirent *de;
         while (d && (de = readdir(d))) {
-                if (de->d_name[0] == '.' || !rundir_name_valid(de->d_name))
+                if (de->d_name[0] == '.' || !config_name_valid(de->d_name))
                         continue;
                 char **nn = realloc(names, (n + 1) * sizeof(*names));
                 if (!nn)

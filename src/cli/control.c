@@ -11,7 +11,7 @@ int control_lookup(const cli_globals *g, const char *name, control *ret)
         memset(ret, 0, sizeof(*ret));
         ret->lock_fd = -1;
         ret->name = name;
-        if (!rundir_name_valid(name))
+        if (!config_name_valid(name))
                 return cli_error(EXIT_USAGE,
                                  "'%s' is not a device model name (1-64 of "
                                  "[A-Za-z0-9_.-], not starting with '.')",

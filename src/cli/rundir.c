@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -100,23 +99,32 @@ int rundir_resolve(const cli_globals *g, bool create, char **ret_path)
         return 0;
 }
 
-bool rundir_name_valid(const char *name)
-{
-        size_t n = name ? strlen(name) : 0;
-        if (n == 0 || n > 64 || name[0] == '.')
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i]))
-                        return false;
-        return true;
-}
-
 char *rundir_path(const char *run_dir, const char *name, const char *file)
 {
         char *p = NULL;
         int r = file ? asprintf(&p, "%s/%s/%s", run_dir, name, file)
                      : asprintf(&p, "%s/%s", run_dir, name);
         return r < 0 ? NULL : p;
+}
+
+int rundir_remove(const char *run_dir, const char *name)
+{
+        static const char *const files[] = {SOCKET_FILE, STATE_FILE, STATE_FILE ".tmp",
+                                            STDERR_LOG,  EVENTS_LOG, LOCK_FILE};
+        static const char *const dirs[] = {"root", NULL};
+        int first = 0;
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_free_ char *p = rundir_path(run_dir, name, files[i]);
+                if (p && unlink(p) < 0 && errno != ENOENT && first == 0)
+                        first = -errno;
+        }
+        /* The chroot, then the directory itself: rmdir, so anything unexpected stays. */
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_free_ char *p = rundir_path(run_dir, name, dirs[i]);
+                if (p && rmdir(p) < 0 && errno != ENOENT && first == 0)
+                        first = -errno;
+        }
+        return first;
 }
 
 /* ---- process identity ---------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "cli.h"
+#include "config.h"
 
 #define STATE_FILE  "state.json"
 #define STDERR_LOG  "stderr.log"
@@ -29,9 +30,10 @@
  * others. Returns 0 with a malloc'd absolute path, or exit-code-style errors printed. */
 int rundir_resolve(const cli_globals *g, bool create, char **ret_path);
 
-/* A device-model name as a path component: the configuration's rules (1-64 of
- * [A-Za-z0-9_.-], not starting with '.'), so no name escapes the run directory. */
-bool rundir_name_valid(const char *name);
+/* Remove RUN_DIR/NAME and what qdm keeps in it (libqdm's socket and empty root, the CLI's
+ * files), by name only: anything else in it is left, and so is the directory. Tries everything
+ * and returns the first error (ENOENT is not one). */
+int rundir_remove(const char *run_dir, const char *name);
 
 /* RUN_DIR/NAME/FILE (FILE may be NULL for the directory). Caller frees. */
 char *rundir_path(const char *run_dir, const char *name, const char *file);

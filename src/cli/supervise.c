@@ -201,17 +201,8 @@ static void on_started(qdm_dm *dm, int error, void *userdata)
  * removed its own files already). */
 static void remove_files(supervisor *s)
 {
-        static const char *const files[] = {STATE_FILE, STATE_FILE ".tmp", STDERR_LOG, EVENTS_LOG,
-                                            LOCK_FILE};
         s->events_fd = safe_close(s->events_fd);
-        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                _cleanup_free_ char *p = rundir_path(s->run_dir, s->record.name, files[i]);
-                if (p)
-                        (void)unlink(p);
-        }
-        _cleanup_free_ char *dir = rundir_path(s->run_dir, s->record.name, NULL);
-        if (dir)
-                (void)rmdir(dir);
+        (void)rundir_remove(s->run_dir, s->record.name);
 }
 
 static int run_loop(supervisor *s, int sfd, bool (*done)(supervisor *s))

@@ -663,6 +663,12 @@ static bool charset_ok(const char *s, bool upper)
         return true;
 }
 
+bool config_name_valid(const char *name)
+{
+        size_t n = name ? strlen(name) : 0;
+        return n >= 1 && n <= NAME_MAX_LEN && name[0] != '.' && charset_ok(name, true);
+}
+
 /* A path that becomes part of a QEMU option string or argument: absolute, no ','. */
 static int check_option_path(const char *s, const char *parent, const char *key, char **ret_error)
 {
@@ -1255,7 +1261,7 @@ static int parse_root(json_object *root, qdm_model *m, char **ret_error)
                         r = dup_string(v, NULL, key, NAME_MAX_LEN, &m->name, ret_error);
                         if (r < 0)
                                 return r;
-                        if (m->name[0] == '\0' || m->name[0] == '.' || !charset_ok(m->name, true))
+                        if (!config_name_valid(m->name))
                                 return fail(ret_error, NULL, key,
                                             "must be 1-%d characters of [A-Za-z0-9_.-], not "
                                             "starting with '.'",

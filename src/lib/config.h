@@ -21,6 +21,10 @@
 /* The model inside a configuration; valid as long as the configuration. */
 const qdm_model *qdm_config_model(const qdm_config *config);
 
+/* A device-model name: 1-64 of [A-Za-z0-9_.-], not starting with '.'. Also what keeps a name
+ * given on the command line from escaping the run directory. */
+bool config_name_valid(const char *name);
+
 /* Name:    config_check_privileges
  * Desc:    Whether this process may start the model: restriction modes "qemu" and "jail" need
  *          euid 0. Called at start time, never by the parser (a configuration stays valid
