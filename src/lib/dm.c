@@ -402,19 +402,7 @@ static int stderr_cb(loop_source *s, int fd, uint32_t revents, void *userdata)
 /* The last lines QEMU wrote, trimmed, for error messages. */
 static char *stderr_tail_text(qdm_dm *dm)
 {
-        size_t len = dm->stderr_len;
-        const char *t = dm->stderr_tail;
-        while (len > 0 && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' '))
-                len--;
-        size_t start = len > 1024 ? len - 1024 : 0;
-        char *s = NULL;
-        if (asprintf(&s, "%.*s", (int)(len - start), t + start) < 0)
-                return NULL;
-        /* QEMU is hostile input: no control characters into the caller's terminal. */
-        for (char *p = s; *p; p++)
-                if ((unsigned char)*p < 0x20 && *p != '\n' && *p != '\t')
-                        *p = '?';
-        return s;
+        return text_tail_printable(dm->stderr_tail, dm->stderr_len, 1024);
 }
 
 /* ---- QEMU's death (R6) ------------------------------------------------------------------- */

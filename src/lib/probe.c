@@ -236,13 +236,7 @@ static char *read_tail(int fd)
                         n -= n / 2;
                 }
         }
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-                n--;
-        buf[n] = '\0';
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t')
-                        buf[i] = '?';
-        return strdup(buf);
+        return text_tail_printable(buf, n, sizeof(buf));
 }
 
 /* `QEMU -L help`: one directory per line on stdout, then exit 0. Best effort: a QEMU that

@@ -104,3 +104,22 @@ static inline int negative_errno(void)
 {
         return errno > 0 ? -errno : -EIO;
 }
+
+/* The last `max` bytes of what an untrusted program (QEMU) wrote, for an error message:
+ * trailing blank lines trimmed, control characters (NUL included) shown as '?' so nothing
+ * it says can drive the caller's terminal. Returns a malloc'd string, NULL when out of memory. */
+static inline char *text_tail_printable(const char *buf, size_t len, size_t max)
+{
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+                len--;
+        size_t start = len > max ? len - max : 0;
+        char *s = malloc(len - start + 1);
+        if (!s)
+                return NULL;
+        for (size_t i = start; i < len; i++) {
+                unsigned char c = (unsigned char)buf[i];
+                s[i - start] = c < 0x20 && c != '\n' && c != '\t' ? '?' : (char)c;
+        }
+        s[len - start] = '\0';
+        return s;
+}
