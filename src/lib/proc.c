@@ -187,6 +187,62 @@ int proc_status_read(pid_t pid, proc_status *ret)
         return 0;
 }
 
+int proc_ids_read(pid_t pid, proc_ids *ret)
+{
+        /* State, Uid and Gid are the 3rd, 9th and 10th lines; only Name (at most 64 bytes,
+         * escaped to at most 4 each) is long before them. 1 KiB always holds them. */
+        char path[64], buf[1024];
+        proc_ids ids = {0};
+        unsigned seen = 0;
+        ssize_t n;
+
+        assert_return(ret, -EINVAL);
+        assert_return(pid >= 0, -EINVAL);
+
+        proc_path(path, sizeof(path), pid, "status");
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return proc_errno();
+        do
+                n = read(fd, buf, sizeof(buf) - 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return proc_errno();
+        /* A process reaped between open and read leaves an empty file behind. */
+        if (n == 0)
+                return -ESRCH;
+        buf[n] = '\0';
+
+        for (char *line = buf, *next; line && seen != 7; line = next) {
+                next = strchr(line, '\n');
+                if (!next)
+                        break; /* a cut-off last line is never trusted */
+                *next++ = '\0';
+                const char *v;
+                int r = 0;
+                if ((v = startswith(line, "State:"))) {
+                        while (*v == ' ' || *v == '\t')
+                                v++;
+                        if (!isalpha((unsigned char)*v))
+                                return -EBADMSG;
+                        ids.state = *v;
+                        seen |= 1;
+                } else if ((v = startswith(line, "Uid:"))) {
+                        r = parse_ids(v, ids.uid);
+                        seen |= 2;
+                } else if ((v = startswith(line, "Gid:"))) {
+                        r = parse_ids(v, ids.gid);
+                        seen |= 4;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (seen != 7)
+                return -EBADMSG;
+        *ret = ids;
+        return 0;
+}
+
 int proc_stat_session(pid_t pid, pid_t *ret_pgrp, pid_t *ret_sid)
 {
         char path[64], buf[1024];

@@ -31,6 +31,19 @@ typedef struct proc_status {
  * Returns: 0; -ESRCH if the process is gone; -EBADMSG if a field is missing or malformed. */
 int proc_status_read(pid_t pid, proc_status *ret);
 
+typedef struct proc_ids {
+        char state;
+        uid_t uid[_PROC_ID_MAX];
+        gid_t gid[_PROC_ID_MAX];
+} proc_ids;
+
+/* Name:    proc_ids_read
+ * Desc:    State, Uid and Gid from /proc/PID/status, and nothing else: the /proc scans that
+ *          decide who owns a uid read every process on the host, so this one reads the file
+ *          with one read() into a stack buffer and stops parsing at "Gid:".
+ * Returns: 0; -ESRCH if the process is gone; -EBADMSG if a field is missing or malformed. */
+int proc_ids_read(pid_t pid, proc_ids *ret);
+
 /* Name:    proc_stat_session
  * Desc:    The session id and process group of PID, from /proc/PID/stat (the fields after the
  *          parenthesised command name, which may itself contain ')' and spaces).

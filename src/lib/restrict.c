@@ -722,8 +722,8 @@ static int id_used_by_process(uid_t id)
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
-                proc_status st;
-                r = proc_status_read(pids[i], &st);
+                proc_ids st;
+                r = proc_ids_read(pids[i], &st);
                 if (r == -ESRCH)
                         continue;
                 if (r < 0)
@@ -736,8 +736,10 @@ static int id_used_by_process(uid_t id)
 }
 
 /* 1 if FD now holds the right lock on uid ID and ID is usable, 0 if not, <0 on error. The lock
- * is taken before the /proc check so that no other qdm can start a process of ID between our
- * check and our use of it. */
+ * is taken before the checks: so that no other qdm can start a process of ID between our check
+ * and our use of it, and so that a uid another device model holds costs one flock() instead of
+ * the NSS lookups and the /proc scan (N device models starting together would otherwise look
+ * up each other's uids, N^2/2 lookups in all). */
 static int uid_lock(int fd, uid_t id, bool share)
 {
         int r;
@@ -752,8 +754,12 @@ static int uid_lock(int fd, uid_t id, bool share)
                         return errno == EWOULDBLOCK ? 0 : negative_errno();
                 return 1;
         }
-        /* Nobody else holds it, so any process of ID is a stranger or a leftover. */
-        r = id_used_by_process(id);
+        /* Nobody else holds it: an account's id is never ours, and any process of ID is a
+         * stranger or a leftover. Dropping the lock (by closing FD) leaves an empty lock file,
+         * which is harmless. */
+        r = id_is_account(id);
+        if (r == 0)
+                r = id_used_by_process(id);
         if (r != 0)
                 return r < 0 ? r : 0;
         /* A downgrade is not atomic; an exclusive allocator slipping in makes this fail. */
@@ -783,12 +789,6 @@ int uid_alloc(const char *lock_dir, uid_t min, uid_t max, bool share, uid_t *ret
 
                 if (id == 0 || id == (uid_t)-1)
                         continue;
-                r = id_is_account(id);
-                if (r < 0)
-                        return r;
-                if (r > 0)
-                        continue;
-
                 snprintf(name, sizeof(name), "uid-%u.lock", (unsigned)id);
                 fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (fd < 0)
@@ -845,7 +845,7 @@ static int kill_as_uid(uid_t uid)
         }
 }
 
-static bool status_has_uid(const proc_status *st, uid_t uid)
+static bool status_has_uid(const proc_ids *st, uid_t uid)
 {
         return st->uid[PROC_ID_REAL] == uid || st->uid[PROC_ID_EFFECTIVE] == uid ||
                st->uid[PROC_ID_SAVED] == uid;
@@ -863,8 +863,8 @@ static int kill_remaining(uid_t uid, size_t *ret_live)
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
-                proc_status st;
-                r = proc_status_read(pids[i], &st);
+                proc_ids st;
+                r = proc_ids_read(pids[i], &st);
                 if (r == -ESRCH)
                         continue;
                 if (r < 0)
@@ -878,7 +878,7 @@ static int kill_remaining(uid_t uid, size_t *ret_live)
                                 continue;
                         return negative_errno();
                 }
-                r = proc_status_read(pids[i], &st);
+                r = proc_ids_read(pids[i], &st);
                 if (r == -ESRCH)
                         continue;
                 if (r < 0)

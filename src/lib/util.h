@@ -99,6 +99,13 @@ static inline bool streq_ptr(const char *a, const char *b)
         return strcmp(a, b) == 0;
 }
 
+/* S without PREFIX if S starts with it, else NULL. */
+static inline const char *startswith(const char *s, const char *prefix)
+{
+        size_t n = strlen(prefix);
+        return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
 /* errno as a negative value, never 0 (so "r = -errno" after a failed call is always < 0). */
 static inline int negative_errno(void)
 {

@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
@@ -773,6 +774,57 @@ static void test_proc_self(void **state)
         assert_int_equal(sid, getsid(0));
 }
 
+/* proc_ids_read() agrees with the full parser on every process of the host, and a process
+ * that names itself like a status line cannot pass for root. */
+static void test_proc_ids(void **state)
+{
+        pid_t *pids = NULL;
+        size_t n = 0, compared = 0;
+        uid_t u;
+        int lock, ready[2];
+        proc_ids ids;
+
+        (void)state;
+        assert_int_equal(proc_list_pids(&pids, &n), 0);
+        for (size_t i = 0; i < n; i++) {
+                proc_status st;
+                if (proc_status_read(pids[i], &st) < 0 || proc_ids_read(pids[i], &ids) < 0)
+                        continue; /* gone in between */
+                for (int k = 0; k < _PROC_ID_MAX; k++) {
+                        assert_int_equal(ids.uid[k], st.uid[k]);
+                        assert_int_equal(ids.gid[k], st.gid[k]);
+                }
+                compared++;
+        }
+        free(pids);
+        assert_true(compared > 0);
+        assert_int_equal(proc_ids_read(INT32_MAX - 1, &ids), -ESRCH);
+
+        REQUIRE_ROOT();
+        alloc_shared_uid(&u, &lock);
+        close(lock);
+        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void)prctl(PR_SET_NAME, "\nUid:\t0\t0\t0\t0\nGid:\t0");
+                if (become(u) < 0 || write(ready[1], "r", 1) != 1)
+                        _exit(10);
+                for (;;)
+                        pause();
+        }
+        wait_ready(ready[0]);
+        assert_int_equal(proc_ids_read(pid, &ids), 0);
+        for (int k = 0; k < _PROC_ID_MAX; k++) {
+                assert_int_equal(ids.uid[k], u);
+                assert_int_equal(ids.gid[k], u);
+        }
+        kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        close(ready[0]);
+        close(ready[1]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -787,6 +839,7 @@ int main(void)
                 leak_checked_test(test_uid_kill_all),
                 leak_checked_test(test_uid_kill_all_refuses_root),
                 leak_checked_test(test_proc_self),
+                leak_checked_test(test_proc_ids),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
