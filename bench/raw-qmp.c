@@ -6,8 +6,10 @@
  * raw-launch does.
  *
  *   --seq N       negotiate, then N sequential query-status (write one, read its line);
- *                 with --id each carries an id of the length libqdm's client sends, to
- *                 separate what the bytes cost QEMU from what the library's code costs
+ *                 with --id each carries an id shaped like libqdm's client's (a random
+ *                 prefix, then the decimal serial), to separate what the bytes cost QEMU
+ *                 from what the library's code costs; --id-prefix P uses P as the prefix
+ *                 (run.py passes one as long as the prefix it captured from libqdm)
  *   --pipe N      negotiate, then N query-status written at once; count the N replies
  *   --latency N   N times: connect, greeting, qmp_capabilities, one query-status, close
  *   --once [CMD]  one connection running CMD (default query-status): for whole-process timing
@@ -22,7 +24,8 @@
 static void usage(FILE *f)
 {
         fprintf(f, "Usage: raw-qmp (--socket PATH | [--qemu PATH] [--machine M] [--accel A])\n"
-                   "               (--seq N [--id] | --pipe N | --latency N | --once [--command "
+                   "               (--seq N [--id | --id-prefix P] | --pipe N | --latency N | "
+                   "--once [--command "
                    "CMD])\n");
 }
 
@@ -40,23 +43,22 @@ static int open_negotiated(const char *path, bench_conn *c)
         return 0;
 }
 
-/* With ids, the bytes libqdm's client puts on the wire for the same command: a random
- * per-connection prefix "q" + 16 hex digits + "-", then the serial (qmp_capabilities was 1). */
-static int run_seq(const char *path, uint64_t n, bool ids)
+/* With ids, the shape of what libqdm's client puts on the wire for the same command: a
+ * per-connection prefix (random unless given), then the serial (qmp_capabilities was 1), and
+ * "\n". */
+static int run_seq(const char *path, uint64_t n, const char *prefix)
 {
         static bench_conn c;
         if (open_negotiated(path, &c) < 0)
                 return -1;
-        unsigned long long prefix =
-                ((unsigned long long)random() << 32) ^ (unsigned long long)random();
-        char cmd[128];
+        char cmd[256];
         uint64_t t0 = bench_now_usec();
         for (uint64_t i = 0; i < n; i++) {
                 const char *s = BENCH_QUERY;
-                if (ids) {
+                if (prefix) {
                         snprintf(cmd, sizeof(cmd),
-                                 "{\"execute\":\"query-status\",\"id\":\"q%016llx-%llu\"}\r\n",
-                                 prefix, (unsigned long long)i + 2);
+                                 "{\"execute\":\"query-status\",\"id\":\"%s%llu\"}\n", prefix,
+                                 (unsigned long long)i + 2);
                         s = cmd;
                 }
                 if (bench_command(&c, s, NULL) < 0) {
@@ -126,7 +128,7 @@ static uint64_t one_session(const char *path, const char *command)
 {
         static bench_conn c;
         char cmd[256];
-        snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\"}\r\n", command);
+        snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\"}\n", command);
         uint64_t t0 = bench_now_usec();
         if (open_negotiated(path, &c) < 0)
                 return 0;
@@ -162,17 +164,26 @@ static int run_latency(const char *path, uint64_t n)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"socket", required_argument, NULL, 's'},  {"qemu", required_argument, NULL, 'q'},
-                {"machine", required_argument, NULL, 'm'}, {"accel", required_argument, NULL, 'a'},
-                {"seq", required_argument, NULL, 'S'},     {"pipe", required_argument, NULL, 'P'},
-                {"latency", required_argument, NULL, 'L'}, {"once", no_argument, NULL, 'O'},
-                {"command", required_argument, NULL, 'c'}, {"id", no_argument, NULL, 'i'},
-                {"help", no_argument, NULL, 'h'},          {0},
+                {"socket", required_argument, NULL, 's'},
+                {"qemu", required_argument, NULL, 'q'},
+                {"machine", required_argument, NULL, 'm'},
+                {"accel", required_argument, NULL, 'a'},
+                {"seq", required_argument, NULL, 'S'},
+                {"pipe", required_argument, NULL, 'P'},
+                {"latency", required_argument, NULL, 'L'},
+                {"once", no_argument, NULL, 'O'},
+                {"command", required_argument, NULL, 'c'},
+                {"id", no_argument, NULL, 'i'},
+                {"id-prefix", required_argument, NULL, 'I'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
         };
         bench_qemu_opts o = {.machine = "none", .accel = "kvm"};
         const char *path = NULL, *command = "query-status";
         int mode = 0;
         bool ids = false;
+        const char *id_prefix = NULL;
+        char random_prefix[9];
         uint64_t n = 0;
         int c;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -207,6 +218,17 @@ int main(int argc, char **argv)
                 case 'i':
                         ids = true;
                         break;
+                case 'I':
+                        /* Printable, no JSON escaping needed, and short enough for cmd[]. */
+                        if (strlen(optarg) == 0 || strlen(optarg) > 64 ||
+                            strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789-_") != strlen(optarg)) {
+                                usage(stderr);
+                                return 2;
+                        }
+                        ids = true;
+                        id_prefix = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -237,8 +259,17 @@ int main(int argc, char **argv)
         int r;
         switch (mode) {
         case 'S':
-                srandom((unsigned)(bench_now_usec() ^ (uint64_t)getpid()));
-                r = run_seq(path, n, ids);
+                if (ids && !id_prefix) {
+                        /* libqdm's default: 8 characters of 6 random bits each. */
+                        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm"
+                                                       "nopqrstuvwxyz0123456789-_";
+                        srandom((unsigned)(bench_now_usec() ^ (uint64_t)getpid()));
+                        for (size_t i = 0; i < 8; i++)
+                                random_prefix[i] = alphabet[random() & 63];
+                        random_prefix[8] = '\0';
+                        id_prefix = random_prefix;
+                }
+                r = run_seq(path, n, ids ? id_prefix : NULL);
                 break;
         case 'P':
                 r = run_pipe(path, n);
