@@ -21,7 +21,10 @@
 
 typedef struct view {
         const char *state;
+        const char *why; /* what the record cannot say, when the view corrects it */
         bool qemu_alive, supervisor_alive;
+        bool uptime_known;
+        uint64_t uptime_sec;
         char *qemu_status; /* live answer, or NULL */
 } view;
 
@@ -55,8 +58,22 @@ static void view_build(control *c, bool query, view *v)
         v->qemu_alive = alive(&s->qemu);
         v->supervisor_alive = alive(&s->supervisor);
         v->state = s->state;
-        if (!v->qemu_alive && !s->ended && !streq_ptr(s->state, "starting"))
+        if (streq_ptr(s->state, "starting") && !v->supervisor_alive) {
+                /* The supervisor records the outcome of every start; it died before it could. */
+                v->state = "failed";
+                v->why = v->qemu_alive ? "the supervisor died during the start; QEMU is left "
+                                         "unsupervised: 'qdm destroy' removes it"
+                                       : "the supervisor died during the start";
+        } else if (!v->qemu_alive && !s->ended && !streq_ptr(s->state, "starting")) {
                 v->state = "exited"; /* killed behind qdm's back, with no supervisor to tell */
+                v->why = "QEMU is gone and nothing recorded how it ended";
+        }
+        /* Uptime runs from creation to the recorded end, or to now while QEMU lives. */
+        uint64_t end = s->ended && s->ended_at ? s->ended_at
+                       : v->qemu_alive         ? (uint64_t)time(NULL)
+                                               : 0;
+        v->uptime_known = end > 0;
+        v->uptime_sec = end > s->created ? end - s->created : 0;
         /* While starting, the supervisor holds the monitor: the record is the answer. */
         if (!query || !v->qemu_alive || streq_ptr(s->state, "starting"))
                 return;
@@ -85,16 +102,16 @@ static json_object *view_json(const control *c, const view *v)
                                v->qemu_status ? json_object_new_string(v->qemu_status) : NULL);
         json_object_object_add(o, "qemu_alive", json_object_new_boolean(v->qemu_alive));
         json_object_object_add(o, "supervisor_alive", json_object_new_boolean(v->supervisor_alive));
-        uint64_t now = (uint64_t)time(NULL);
-        json_object_object_add(o, "uptime_sec",
-                               json_object_new_uint64(now > s->created ? now - s->created : 0));
+        if (v->uptime_known)
+                json_object_object_add(o, "uptime_sec", json_object_new_uint64(v->uptime_sec));
+        if (v->why && !s->end_reason)
+                json_object_object_add(o, "end_reason", json_object_new_string(v->why));
         return o;
 }
 
 static void view_print(const control *c, const view *v)
 {
         const dm_state *s = &c->record;
-        uint64_t now = (uint64_t)time(NULL);
         printf("name:        %s\n", s->name);
         printf("state:       %s\n", v->state);
         printf("qemu status: %s\n", v->qemu_status ? v->qemu_status : "-");
@@ -107,8 +124,10 @@ static void view_print(const control *c, const view *v)
         printf("restrict:    %s\n", s->restrict_);
         if (s->machine)
                 printf("machine:     %s (accel %s)\n", s->machine, s->accel ? s->accel : "-");
-        printf("uptime:      %llu s\n",
-               (unsigned long long)(now > s->created ? now - s->created : 0));
+        if (v->uptime_known)
+                printf("uptime:      %llu s\n", (unsigned long long)v->uptime_sec);
+        else
+                printf("uptime:      unknown\n");
         printf("ready in:    %.1f ms\n", (double)s->ready_usec / 1000.0);
         if (s->ended) {
                 if (s->exit_signal > 0)
@@ -116,8 +135,8 @@ static void view_print(const control *c, const view *v)
                 else
                         printf("ended:       exited with status %d\n", s->exit_code);
         }
-        if (s->end_reason)
-                printf("reason:      %s\n", s->end_reason);
+        if (s->end_reason || v->why)
+                printf("reason:      %s\n", s->end_reason ? s->end_reason : v->why);
 }
 
 static bool parse_json_flag(int argc, char **argv, const char *verb, const char *help,
@@ -227,9 +246,24 @@ int cmd_list(const cli_globals *g, int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
                 control c = {.lock_fd = -1, .name = names[i]};
                 c.run_dir = strdup(run_dir);
-                if (dm_state_read(run_dir, names[i], &c.record) < 0) {
-                        if (!json)
-                                printf("%-24s %-10s\n", names[i], "unknown");
+                r = dm_state_read(run_dir, names[i], &c.record);
+                if (r < 0) {
+                        /* Listed all the same, with the reason: a start under way before its
+                         * first record, what a failed start left, or a record not to trust. */
+                        const char *why = r == -ENOENT    ? "no record (starting, or a failed "
+                                                            "start's remains: 'qdm destroy')"
+                                          : r == -EPERM   ? "record not trusted (owner or mode)"
+                                          : r == -EBADMSG ? "record malformed"
+                                                          : strerror(-r);
+                        if (json) {
+                                json_object *o = json_object_new_object();
+                                json_object_object_add(o, "name", json_object_new_string(names[i]));
+                                json_object_object_add(o, "state",
+                                                       json_object_new_string("unknown"));
+                                json_object_object_add(o, "error", json_object_new_string(why));
+                                json_object_array_add(arr, o);
+                        } else
+                                printf("%-24s %-10s %s\n", names[i], "unknown", why);
                         control_close(&c, 0);
                         free(names[i]);
                         continue;

@@ -306,6 +306,7 @@ int dm_state_parse(const char *buf, size_t n, const char *name, dm_state *ret)
         }
         get_u64(o, "created", &s.created);
         get_u64(o, "ready_usec", &s.ready_usec);
+        get_u64(o, "ended_at", &s.ended_at);
         if (get_u64(o, "exit_code", &v) && v < 256) {
                 s.ended = true;
                 s.exit_code = (int)v;
@@ -391,6 +392,8 @@ json_object *dm_state_to_json(const dm_state *s)
         json_object_object_add(o, "created", json_object_new_uint64(s->created));
         json_object_object_add(o, "ready_usec", json_object_new_uint64(s->ready_usec));
         if (s->ended) {
+                if (s->ended_at > 0)
+                        json_object_object_add(o, "ended_at", json_object_new_uint64(s->ended_at));
                 if (s->exit_signal > 0)
                         json_object_object_add(o, "exit_signal",
                                                json_object_new_int(s->exit_signal));

@@ -79,7 +79,8 @@ typedef struct dm_state {
         char **disks; /* NULL-terminated, may be NULL */
         /* How it ended, when state is "exited" or "failed". */
         bool ended;
-        int exit_code; /* >= 0 */
+        uint64_t ended_at; /* wall clock, seconds; 0 if not recorded */
+        int exit_code;     /* >= 0 */
         int exit_signal;
         char *end_reason;
 } dm_state;

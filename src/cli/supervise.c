@@ -164,6 +164,7 @@ static void on_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state,
         if (new_state == QDM_DM_EXITED && s->start_done) {
                 int status = 0;
                 s->record.ended = true;
+                s->record.ended_at = (uint64_t)time(NULL);
                 if (qdm_dm_get_exit(dm, &status) >= 0) {
                         s->record.exit_code = status >= 0 ? status : 0;
                         s->record.exit_signal = status < 0 ? -status : 0;

@@ -591,6 +591,12 @@ class FailureTests(QdmTestCase):
         self.assertIn('create midway: the supervisor killed by signal 9', err)
         left = os.path.lexists(os.path.join(self.run_dir, 'midway'))
         fake_alive = proc_alive(fake_pid)
+        # The supervisor recorded the start before spawning QEMU; the record still says
+        # "starting", and status must not repeat it.
+        self.assertTrue(os.path.exists(os.path.join(self.run_dir, 'midway', 'state.json')))
+        st = self.status('midway')
+        self.assertEqual(st['state'], 'failed', st)
+        self.assertIn('the supervisor died during the start', st['end_reason'])
         if left or fake_alive:
             r = self.qdm('destroy', 'midway')
             if r.returncode != 0:
@@ -656,6 +662,8 @@ class FailureTests(QdmTestCase):
             self.status('victim')), timeout=3) or self.status('victim')
         self.assertEqual(st.get('exit_signal'), 9, st)
         self.assertIn('SIGKILL', st.get('end_reason', ''), st)
+        # Uptime stops when QEMU ended, it does not go on counting.
+        self.assertEqual(st['uptime_sec'], st['ended_at'] - st['created'], st)
         # Its supervisor has nothing left to do.
         self.assertTrue(wait_until(lambda: not proc_alive(sup), timeout=5),
                         'the supervisor outlived its QEMU')
@@ -961,6 +969,25 @@ class OutputTests(QdmTestCase):
         self.destroy('abc')
         r = self.expect(self.qdm('list'), 0)
         self.assertEqual(len(r.stdout.splitlines()), 1, r.stdout)
+
+    def test_list_shows_what_it_cannot_read(self):
+        # A directory with no record (a start's first moments, or a failed start's remains) is
+        # listed with the reason, in both forms, and does not hide the others.
+        self.create('good', paused=True)
+        os.mkdir(os.path.join(self.run_dir, 'ghost'), 0o700)
+        try:
+            r = self.expect(self.qdm('list'), 0)
+            rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+            self.assertEqual(set(rows), {'ghost', 'good'}, r.stdout)
+            self.assertRegex(rows['ghost'], r'^ghost\s+unknown\s+no record', r.stdout)
+            docs = json.loads(self.expect(self.qdm('list', '--json'), 0).stdout)
+            self.assertEqual([d['name'] for d in docs], ['ghost', 'good'])
+            self.assertEqual(docs[0]['state'], 'unknown')
+            self.assertIn('no record', docs[0]['error'])
+            self.assertEqual(docs[1]['state'], 'ready')
+        finally:
+            self.destroy('good')
+            self.expect(self.qdm('destroy', 'ghost'), 0, stdout='ghost: removed')
 
     def test_options_after_the_name(self):
         st = self.create('late-opts', paused=True)
