@@ -1,18 +1,36 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""qdm's benchmark: runs everything and writes docs/PERFORMANCE.md.
+"""qdm's benchmark: runs everything and writes docs/PERFORMANCE.md and its plots (PNG).
 
 Every qdm figure is paired with a raw baseline measured in the same run, the two alternating
 A B A B, and reported as min/median/max plus the ratio of the medians. A benchmark reports; it
 never asserts a threshold: the exit status is non-zero only when something could not be
 measured or was left behind.
 
-    python3 bench/run.py                  # full run, ~2-4 minutes, writes docs/PERFORMANCE.md
-    BENCH_QUICK=1 python3 bench/run.py    # ~20 s smoke run, writes build-bench/PERFORMANCE-quick.md
+    python3 bench/run.py                  # full run, ~5 minutes, writes docs/PERFORMANCE.md
+    BENCH_QUICK=1 python3 bench/run.py    # ~40 s smoke run, writes build-bench/PERFORMANCE-quick.md
 
 Environment: BENCH_RUNS (paired runs per start-to-ready figure, default 20), BENCH_QUICK=1,
 BENCH_OUT (output file), BENCH_BUILD_DIR (default build-bench), BENCH_QEMU (default
-qemu-system-x86_64 from PATH). Python 3 standard library only.
+qemu-system-x86_64 from PATH), BENCH_TMPDIR, BENCH_LIBVIRT=0 (skip the libvirt section).
+Python 3 standard library only.
+
+Importing this file has no side effects (everything happens under main()); while a run is in
+progress, `import run` from bench/ gets this very module (main() registers it under that name),
+so helpers see the run's state (TMP, RUN_DIR, RAW_ENV).
+
+The libvirt section is a plug-in: bench/bench_libvirt.py, if it imports, provides
+
+    available() -> (bool, reason)      # False: the section says "skipped: <reason>"
+    measure(ctx) -> dict               # ctx: see libvirt_ctx(); run last (it is slow)
+    render(results, table) -> (markdown, headline_rows)
+    cleanup()                          # after measure() and again on every exit path (signals
+                                       # included): must be idempotent
+
+headline_rows are (label, a_samples, b_samples, unit) with a = libvirt/qdm side, b = its
+baseline, and the samples in the unit convention of table(): "ms" and "us" take microseconds,
+"KiB" KiB, "B" bytes, "cps" commands/s. table(title, unit, rows, ...) is the function every
+section uses; rows are (label, a_samples, b_samples).
 """
 
 import datetime
@@ -41,10 +59,17 @@ CTL_RUNS = max(3, RUNS * 5)            # whole-process control commands, per com
 LAT_PER_RUN = 20                       # in-process control sessions per tool invocation
 QMP_N = 300 if QUICK else 2000         # commands per throughput run
 SCALE_RUNS = 1 if QUICK else max(2, RUNS // 2)
-SCALE_NS = [1, 8, 32]
+SCALE_NS = [1, 8, 32, 64]
+# The largest N takes the longest (64 q35 QEMUs, about 2.5 GiB, for a second or two); it runs in
+# every other round, so it gets half the runs of the others (stated in the report).
+SCALE_BIG = 64
+SCALE_BIG_EVERY = 2
+MEM_RUNS = 1 if QUICK else max(3, RUNS // 4)   # memory per device model: runs per row
+MEM_K = 4 if QUICK else 16                      # device models held per run
 CG_BIG, CG_SMALL = (600, 100) if QUICK else (1100, 100)
 
 START_TIMEOUT_S = 15                   # qdm's start_timeout_ms and raw-launch --timeout
+SCALE_TIMEOUT_S = 90                   # the same for N starts at once (64 on 2 CPUs, other load)
 NAME_PREFIX = "qb%d-" % os.getpid()   # device-model names of this run, and nothing else's
 # qdm's uid range here, and raw-launch --restricted's uid (its default is 64999): both outside
 # qdm's default range 64000-64999, which other users' tests on this machine use and whose
@@ -56,6 +81,7 @@ QDM = os.path.join(BUILD, "src", "cli", "qdm")
 RAW_LAUNCH = os.path.join(BUILD, "bench", "raw-launch")
 RAW_QMP = os.path.join(BUILD, "bench", "raw-qmp")
 LIB_CLIENT = os.path.join(BUILD, "bench", "bench-qmp-client")
+DM_MEM = os.path.join(BUILD, "bench", "bench-dm-mem")
 
 
 def log(msg):
@@ -197,7 +223,7 @@ def pick_tmp_base():
     return "/tmp"
 
 
-TMP_BASE = pick_tmp_base()
+TMP_BASE = None   # set by main(): pick_tmp_base()
 
 
 def environ_of(pid):
@@ -219,10 +245,10 @@ def ours(pid):
     return bool(c) and (TMP in c or ("guest=" + NAME_PREFIX) in c or ("TMPDIR=" + TMP + "\0") in environ_of(pid))
 
 
-def write_config(name, machine, accel, mode):
+def write_config(name, machine, accel, mode, timeout_s=None):
     # A start that hangs (see FINDINGS.md, the accept race) fails after 15 s instead of 60.
     cfg = {"name": name, "qemu": shutil.which(QEMU) or QEMU, "machine": machine, "accel": accel,
-           "restrict": {"mode": mode}, "start_timeout_ms": START_TIMEOUT_S * 1000}
+           "restrict": {"mode": mode}, "start_timeout_ms": (timeout_s or START_TIMEOUT_S) * 1000}
     if mode != "none":
         cfg["restrict"].update({"uid_min": UID_MIN, "uid_max": UID_MAX})
     path = os.path.join(TMP, "cfg", name + ".json")
@@ -261,9 +287,16 @@ def fmt(x, unit):
         return "%.0f" % x
     if unit == "KiB":
         return "%.0f" % x
-    if unit == "Ir":
+    if unit == "Ir" or unit == "B":
         return "{:,.0f}".format(x)
+    if unit == "fds":
+        return "%.1f" % x
     return "%g" % x
+
+
+# What each unit of table() and the headline is called; "ms" and "us" both take microseconds.
+UNIT_NAMES = {"ms": "ms", "us": "µs", "cps": "commands/s", "KiB": "KiB", "Ir": "Ir", "B": "bytes",
+              "fds": "file descriptors"}
 
 
 def verdict(ratio, higher_is_better):
@@ -281,7 +314,7 @@ ROWS_BEHIND = []  # (table, row, verdict) for the summary
 
 def table(title, unit, rows, higher_is_better=False, qdm_label="qdm", raw_label="raw"):
     """rows: (label, qdm samples, raw samples). Returns markdown."""
-    u = {"ms": "ms", "us": "µs", "cps": "commands/s", "KiB": "KiB", "Ir": "Ir"}[unit]
+    u = UNIT_NAMES.get(unit, unit)
     out = ["| %s | %s min | %s median | %s max | %s min | %s median | %s max | ratio %s/%s (medians) | |"
            % (title, qdm_label, qdm_label, qdm_label, raw_label, raw_label, raw_label, qdm_label, raw_label),
            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -313,6 +346,26 @@ def kvm_usable():
         return True
     except OSError:
         return False
+
+
+def jail_kvm():
+    """(usable, why not): a jailed QEMU runs as its own uid from its first instruction, so it
+    can open /dev/kvm only through the world bits or a group other than root's (qdm.json(5))."""
+    try:
+        st = os.stat("/dev/kvm")
+    except OSError as e:
+        return False, "/dev/kvm: %s" % e.strerror
+    if (st.st_mode & 0o006) == 0o006 or (st.st_gid != 0 and (st.st_mode & 0o060) == 0o060):
+        return True, ""
+    try:
+        import grp
+        group = grp.getgrgid(st.st_gid).gr_name
+    except (KeyError, ImportError):
+        group = str(st.st_gid)
+    return False, ("/dev/kvm is root:%s mode %04o on this host, so a jailed QEMU (its own uid, no "
+                   "capabilities) cannot open it and qdm refuses accel kvm in mode jail; the fix "
+                   "(`chgrp kvm /dev/kvm && chmod 0660 /dev/kvm`, Debian's default) is a host "
+                   "change this benchmark does not make" % (group, st.st_mode & 0o7777))
 
 
 def facts():
@@ -402,12 +455,31 @@ def raw_launch_once(argv):
     return wall, float(line), float(m.group(1))
 
 
+START_MODES = (("none", False), ("qemu", True), ("jail", True))   # qdm mode, raw --restricted
+
+
+def mode_label(r):
+    return "mode %s vs raw%s" % (r["mode"], " --restricted" if r["restricted"] else "")
+
+
 def bench_start(accels):
+    """Per machine, accel and qdm mode: RUNS pairs of (qdm create + qdm destroy, raw-launch).
+    Returns the rows and, per mode, the whole-process time of its first (cold) create."""
     res = []
-    first_cold = None
+    first_cold = {}
+    jail_kvm_ok, jail_kvm_why = jail_kvm()
     for machine in ("none", "q35"):
         for accel in accels:
-            for mode, restricted in (("none", False), ("qemu", True)):
+            for mode, restricted in START_MODES:
+                r = {"machine": machine, "accel": accel, "mode": mode, "restricted": restricted,
+                     "qdm_wall": [], "qdm_lib": [], "qdm_destroy": [], "raw": [], "raw_wall": [],
+                     "raw_teardown": [], "skipped": None}
+                res.append(r)
+                if mode == "jail" and accel == "kvm" and not jail_kvm_ok:
+                    r["skipped"] = jail_kvm_why
+                    log("start-to-ready: machine %s, accel kvm, mode jail: skipped (%s)"
+                        % (machine, jail_kvm_why.split(",")[0]))
+                    continue
                 name = "%ss-%s-%s-%s" % (NAME_PREFIX, machine, accel, mode)
                 cfg = write_config(name, machine, accel, mode)
                 raw = [RAW_LAUNCH, "--qemu", shutil.which(QEMU) or QEMU, "--machine", machine,
@@ -416,17 +488,15 @@ def bench_start(accels):
                 log("start-to-ready: machine %s, accel %s, qdm mode %s vs raw%s (%d runs)"
                     % (machine, accel, mode, " --restricted" if restricted else "", RUNS))
                 # One start of each, not counted: page cache, and qdm's per-binary probe cache
-                # (the very first create in a run directory probes QEMU).
+                # (the very first create of a mode in a run directory probes QEMU; a jail's
+                # probe also lists the libraries, modules and firmware to bind-mount).
                 what = "machine %s, %s, qdm mode %s / raw%s" % (machine, accel, mode,
                                                                  " --restricted" if restricted else "")
                 a = guarded("qdm create (warm-up), " + what, qdm_create, cfg)
-                if a and first_cold is None:
-                    first_cold = a[0]
+                if a and mode not in first_cold:
+                    first_cold[mode] = a[0]
                 run(qdm("destroy", name), check=False)
                 guarded("raw-launch (warm-up), " + what, raw_launch_once, raw)
-                r = {"machine": machine, "accel": accel, "mode": mode, "restricted": restricted,
-                     "qdm_wall": [], "qdm_lib": [], "qdm_destroy": [], "raw": [], "raw_wall": [],
-                     "raw_teardown": []}
                 for _ in range(RUNS):
                     a = guarded("qdm create, " + what, qdm_create, cfg)          # A
                     d = guarded("qdm destroy, " + what, timed, qdm("destroy", name))
@@ -440,7 +510,6 @@ def bench_start(accels):
                     r["raw_wall"].append(b[0])
                     r["raw"].append(b[1])
                     r["raw_teardown"].append(b[2])
-                res.append(r)
     return res, first_cold
 
 
@@ -513,13 +582,13 @@ def bench_control(name, sock):
     return r
 
 
-def bench_throughput(sock):
+def bench_throughput(sock, wire):
     log("QMP throughput: %d runs x %d query-status, raw-qmp vs bench-qmp-client" % (RUNS, QMP_N))
     r = {k: [] for k in ("raw_seq", "lib_seq", "raw_pipe", "lib_pipe", "raw_seq_id", "lib_seq_timeout")}
     n = str(QMP_N)
     plan = (("raw_seq", [RAW_QMP, "--seq", n]), ("lib_seq", [LIB_CLIENT, "--seq", n]),
             ("raw_pipe", [RAW_QMP, "--pipe", n]), ("lib_pipe", [LIB_CLIENT, "--pipe", n]),
-            ("raw_seq_id", [RAW_QMP, "--seq", n, "--id"]),
+            ("raw_seq_id", [RAW_QMP, "--seq", n, "--id-prefix", wire["raw_prefix"]]),
             ("lib_seq_timeout", [LIB_CLIENT, "--seq", n, "--timeout-usec", "30000000"]))
     for _ in range(RUNS):
         outs = [guarded("throughput " + key, run, argv[:1] + ["--socket", sock] + argv[1:]) for key, argv in plan]
@@ -554,14 +623,90 @@ def qemu_reads_per_byte(qemu_pid, sock):
     if calls is None:
         return None
     # greeting is written, not read; qmp_capabilities + n query-status are read
-    sent = len('{"execute":"qmp_capabilities"}\r\n') + n * len('{"execute":"query-status"}\r\n')
+    sent = len('{"execute":"qmp_capabilities"}\n') + n * len('{"execute":"query-status"}\n')   # raw-qmp's
     return {"recvmsg": calls, "bytes": sent}
 
 
-def id_extra_bytes(n):
-    """Average bytes libqdm's id adds to a query-status (serials 2..n+1), as raw-qmp --id sends."""
-    total = sum(len(',"id":"q%016x-%d"' % (0, i + 2)) for i in range(n))
-    return total / n
+def capture_commands(argv, n=3):
+    """The exact bytes a QMP client sends: run argv + ["--socket", S, "--seq", n] against a
+    minimal QMP server of our own on S (greeting, then a reply to every line, echoing its id)
+    and return the command lines it received, terminators included."""
+    import socket
+    import threading
+    path = os.path.join(TMP, "capture.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(20)
+    lines = []
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(20)
+            c.sendall(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, '
+                      b'"package": ""}, "capabilities": ["oob"]}}\r\n')
+            buf = b""
+            while True:
+                try:
+                    d = c.recv(4096)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    lines.append(line + b"\n")
+                    m = json.loads(line)
+                    ret = ({"status": "prelaunch", "singlestep": False, "running": False}
+                           if m.get("execute") == "query-status" else {})
+                    rep = {"return": ret}
+                    if "id" in m:
+                        rep["id"] = m["id"]
+                    c.sendall(json.dumps(rep).encode() + b"\r\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = run(argv[:1] + ["--socket", path, "--seq", str(n)] + argv[1:], check=False, timeout=30)
+    finally:
+        t.join(25)
+        srv.close()
+        os.unlink(path)
+    if p.returncode != 0:
+        raise Failure("capturing %s: exit %d: %s" % (os.path.basename(argv[0]), p.returncode, p.stderr.strip()[-300:]))
+    return lines
+
+
+def wire_bytes():
+    """What libqdm puts on the wire per query-status, read from a capture, not assumed: the
+    command line libqdm sent (with its id and terminator), the raw client's line without id, the
+    id prefix's length (common to a connection's ids; the decimal serial follows), and the same
+    for raw-qmp --id-prefix (a prefix of that length), which must come out byte for byte as long."""
+    lib = [l for l in capture_commands([LIB_CLIENT]) if b'"query-status"' in l]
+    raw = [l for l in capture_commands([RAW_QMP]) if b'"query-status"' in l]
+    ids = [json.loads(l)["id"] for l in lib]
+    prefix = os.path.commonprefix(ids)
+    serials = [int(i[len(prefix):]) for i in ids]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    raw_prefix = "".join(alphabet[b % len(alphabet)] for b in os.urandom(len(prefix)))
+    raw_id = [l for l in capture_commands([RAW_QMP, "--id-prefix", raw_prefix]) if b'"query-status"' in l]
+    return {"lib_line": lib[0], "lib_serial": serials[0], "raw_line": raw[0], "raw_id_line": raw_id[0],
+            "prefix_len": len(prefix), "raw_prefix": raw_prefix,
+            "same_length": [len(x) for x in lib] == [len(x) for x in raw_id],
+            "terminator": "\\r\\n" if lib[0].endswith(b"\r\n") else "\\n"}
+
+
+def id_extra_bytes(wire, n):
+    """Average bytes libqdm's id adds to a query-status over the serials of a --seq n run
+    (2..n+1: qmp_capabilities is 1), from the captured line: its length at the captured serial,
+    plus the serial's extra digits."""
+    base = len(wire["lib_line"]) - len(wire["raw_line"]) - len(str(wire["lib_serial"]))
+    return base + sum(len(str(i + 2)) for i in range(n)) / float(n)
 
 
 # ---- 4. scale ------------------------------------------------------------------------------
@@ -573,9 +718,13 @@ def bench_scale(accel):
     res = {n: {"qdm": [], "raw": [], "qdm_destroy": [], "sup_rss": [], "raw_rss": [],
                "qdm_qemu_rss": [], "raw_qemu_rss": [], "qdm_cpu": [], "raw_cpu": [],
                "qdm_qemu_cpu": [], "raw_qemu_cpu": []} for n in SCALE_NS}
-    cfgs = [write_config("%sscale-%d" % (NAME_PREFIX, i), machine, accel, "qemu") for i in range(max(SCALE_NS))]
-    for _ in range(SCALE_RUNS):
+    cfgs = [write_config("%sscale-%d" % (NAME_PREFIX, i), machine, accel, "qemu", SCALE_TIMEOUT_S)
+            for i in range(max(SCALE_NS))]
+    for i in range(SCALE_RUNS):
         for n in SCALE_NS:
+            if n >= SCALE_BIG and i % SCALE_BIG_EVERY:
+                continue   # the largest N in every other round only
+
             a = guarded("%d x qdm create in parallel" % n, scale_qdm, cfgs[:n])
             b = guarded("%d x raw-launch in parallel" % n, scale_raw, n, machine, accel)
             if a is None or b is None:
@@ -626,7 +775,7 @@ def scale_raw(n, machine, accel):
     """B: n x raw-launch --restricted --hold released together; wait until each printed its
     ready line, read its RSS and CPU time and its QEMU's, then let them all go."""
     argv = [RAW_LAUNCH, "--qemu", shutil.which(QEMU) or QEMU, "--machine", machine, "--accel", accel,
-            "--restricted", "--runas", RAW_RUNAS, "--hold", "--timeout", str(START_TIMEOUT_S)]
+            "--restricted", "--runas", RAW_RUNAS, "--hold", "--timeout", str(SCALE_TIMEOUT_S)]
     out = {"raw_rss": [], "raw_cpu": [], "raw_qemu_rss": [], "raw_qemu_cpu": []}
     try:
         procs, t0 = spawn_together([argv] * n, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -691,6 +840,41 @@ def release_raw():
         if p.stdout:
             p.stdout.close()
     LIVE_RAW.clear()
+
+
+# ---- memory a process holds per device model ------------------------------------------------
+
+def bench_mem(best_accel):
+    """bench-dm-mem --lib K (libqdm, K device models in one process) against --raw K
+    (raw-launch's code holding K QEMUs), per mode, MEM_RUNS alternating pairs. Heap bytes and
+    fds per device model, from the program's own mallinfo2() and /proc/self/fd."""
+    jail_accel = best_accel if jail_kvm()[0] else "tcg"
+    rows = []
+    mem_run = os.path.join(TMP, "memrun")
+    os.makedirs(mem_run, mode=0o700, exist_ok=True)
+    for mode, restricted in START_MODES:
+        accel = jail_accel if mode == "jail" else best_accel
+        log("memory per device model: %d x %d, machine none, %s, mode %s vs raw%s"
+            % (MEM_RUNS, MEM_K, accel, mode, " --restricted" if restricted else ""))
+        common = ["--qemu", shutil.which(QEMU) or QEMU, "--machine", "none", "--accel", accel,
+                  "--timeout-ms", str(SCALE_TIMEOUT_S * 1000)]
+        lib = [DM_MEM, "--lib", str(MEM_K), "--run-dir", mem_run, "--mode", mode,
+               "--name-prefix", NAME_PREFIX, "--uid-min", str(UID_MIN), "--uid-max", str(UID_MAX)] + common
+        raw = [DM_MEM, "--raw", str(MEM_K)] + common + (["--restricted", "--runas", RAW_RUNAS] if restricted else [])
+        r = {"mode": mode, "accel": accel, "restricted": restricted, "lib": [], "raw": [],
+             "lib_fds": [], "raw_fds": [], "lib_kept": [], "raw_kept": []}
+        for _ in range(MEM_RUNS):
+            a = guarded("bench-dm-mem --lib, mode " + mode, run, lib, True, None, SCALE_TIMEOUT_S + 60)
+            b = guarded("bench-dm-mem --raw, mode " + mode, run, raw, True, RAW_ENV, SCALE_TIMEOUT_S + 60)
+            if a is None or b is None:
+                continue
+            for side, p in (("lib", a), ("raw", b)):
+                d = kv(p.stdout.strip())
+                r[side].append(float(d["per_dm_bytes"]))
+                r[side + "_fds"].append(float(d["fds_per_dm"]))
+                r[side + "_kept"].append(float(d["heap_after"]) - float(d["heap_before"]))
+        rows.append(r)
+    return rows
 
 
 # ---- 5. callgrind --------------------------------------------------------------------------
@@ -907,74 +1091,182 @@ def trace_start(accel):
 
 # ---- plots ---------------------------------------------------------------------------------
 
-def plots(start, scale):
+def gp_quote(text):
+    """A gnuplot double-quoted string ("\\n" inside it is a line break)."""
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def png_terminal():
+    """pngcairo (anti-aliased) when this gnuplot has it, else the plain png terminal."""
+    p = subprocess.run(["gnuplot", "-e", "set terminal pngcairo"], capture_output=True, text=True)
+    if p.returncode == 0 and not p.stderr.strip():
+        return "pngcairo", "font 'sans,10'"
+    return "png", "font 'sans' 9"
+
+
+def gnuplot(script, path, made):
+    p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if p.returncode == 0 and os.path.exists(path):
+        made.append(path)
+    else:
+        log("gnuplot failed for %s: %s" % (os.path.basename(path), p.stderr.strip()[-300:]))
+
+
+def bar_plot(made, term, fname, title, ylabel, rows, a_label, b_label, scale=1.0, width=None, fmt_v="%.1f",
+             note=None):
+    """Grouped bars, A (qdm) next to B (raw) per row: the median as the bar, min..max as the
+    whisker, the median's value above the whisker. rows: (label, a samples, b samples); a
+    label's "\n" breaks the tick label. Rows without samples are left out."""
+    rows = [r for r in rows if r[1] and r[2]]
+    if not rows:
+        return
+    path = os.path.join(PLOT_DIR, fname)
+    dat = os.path.join(TMP, fname + ".dat")
+    top = 0.0
+    with open(dat, "w") as f:
+        for i, (label, a, b) in enumerate(rows):
+            qa, qb = mmm([x / scale for x in a]), mmm([x / scale for x in b])
+            top = max(top, qa[2], qb[2])
+            f.write("%d %g %g %g %g %g %g\n" % (i, qa[1], qa[0], qa[2], qb[1], qb[0], qb[2]))
+    w = width or max(640, 150 + 105 * len(rows))
+    tics = ", ".join("%s %d" % (gp_quote(r[0]), i) for i, r in enumerate(rows))
+    lines = max(r[0].count("\n") for r in rows) + 1
+    script = """
+set terminal %(term)s size %(w)d,500 %(font)s
+set output %(out)s
+set title %(title)s
+set ylabel %(ylabel)s
+set yrange [0:%(ymax)g]
+set style fill solid 0.75 border -1
+set boxwidth 0.36
+set bmargin %(bm)d
+set xtics nomirror scale 0 (%(tics)s)
+set ytics nomirror
+set grid ytics lc rgb '#dddddd'
+set xrange [-0.6:%(xmax)g]
+set key above
+set termoption noenhanced
+%(note)s
+plot %(dat)s using ($1-0.19):2 with boxes lc rgb '#3a6ea5' title %(a)s, \\
+     '' using ($1-0.19):2:3:4:2 with candlesticks lc rgb 'black' fs empty notitle whiskerbars 0.5, \\
+     '' using ($1-0.19):4:(sprintf('%(vf)s', $2)) with labels offset 0,0.7 font ',8' notitle, \\
+     '' using ($1+0.19):5 with boxes lc rgb '#e08a2c' title %(b)s, \\
+     '' using ($1+0.19):5:6:7:5 with candlesticks lc rgb 'black' fs empty notitle whiskerbars 0.5, \\
+     '' using ($1+0.19):7:(sprintf('%(vf)s', $5)) with labels offset 0,0.7 font ',8' notitle
+""" % {"term": term[0], "font": term[1], "w": w, "out": gp_quote(path), "title": gp_quote(title),
+       "ylabel": gp_quote(ylabel), "ymax": top * 1.25 if top > 0 else 1, "bm": 2 + lines,
+       "tics": tics, "xmax": len(rows) - 0.4, "dat": gp_quote(dat), "a": gp_quote(a_label),
+       "b": gp_quote(b_label), "vf": fmt_v,
+       "note": ("set label 1 %s at graph 0.99, graph 0.97 right font ',9'" % gp_quote(note)) if note else ""}
+    gnuplot(script, path, made)
+
+
+PLOT_NAMES = ("start-to-ready.png", "start-to-ready-inside.png", "teardown.png", "control-latency.png",
+              "throughput.png", "scale.png", "scale-memory.png", "memory-per-dm.png",
+              "start-to-ready.svg", "scale.svg")   # the last two: written by earlier versions
+
+
+def plots(start, scale, ctl, thr, mem):
     if not shutil.which("gnuplot"):
         msg = "gnuplot is not installed (apt-get install gnuplot-nox): plots skipped"
         print("bench: " + msg, file=sys.stderr)
         return [], msg
     os.makedirs(PLOT_DIR, exist_ok=True)
+    for old in PLOT_NAMES:   # what an earlier run (or an older run.py) left there
+        try:
+            os.unlink(os.path.join(PLOT_DIR, old))
+        except FileNotFoundError:
+            pass
+    term = png_terminal()
     made = []
-    dat = os.path.join(TMP, "start.dat")
-    with open(dat, "w") as f:
-        for i, r in enumerate(start):
-            a, b = mmm([x / 1000 for x in r["qdm_wall"]]), mmm([x / 1000 for x in r["raw_wall"]])
-            label = "%s/%s/%s" % (r["machine"], r["accel"], "restricted" if r["restricted"] else "plain")
-            f.write('%d "%s" %f %f %f %f %f %f\n' % (i, label, a[1], a[0], a[2], b[1], b[0], b[2]))
-    svg = os.path.join(PLOT_DIR, "start-to-ready.svg")
-    script = """
-set terminal svg size 900,420 dynamic font 'sans,11'
-set output '%s'
-set title 'Start to ready, whole process (median; whiskers: min..max)'
-set ylabel 'ms'
-set yrange [0:*]
-set style fill solid 0.6
-set boxwidth 0.35
-set bmargin 5
-set xtics nomirror (%s)
-set xrange [-0.6:%g]
-set key top left
-plot '%s' using ($1-0.18):3 with boxes title 'qdm create --paused (whole process)', \\
-     '' using ($1-0.18):3:4:5 with yerrorbars lc rgb 'black' notitle, \\
-     '' using ($1+0.18):6 with boxes title 'raw-launch (whole process)', \\
-     '' using ($1+0.18):6:7:8 with yerrorbars lc rgb 'black' notitle
-""" % (svg, ", ".join('"%s %s\\n%s" %d' % (r["machine"], r["accel"], "restricted" if r["restricted"] else "plain", i)
-                       for i, r in enumerate(start)), len(start) - 0.4, dat)
-    p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
-    if p.returncode == 0:
-        made.append(svg)
-    else:
-        log("gnuplot failed: %s" % p.stderr.strip()[-300:])
+    wl = "whiskers: min..max, n = %d per bar" % RUNS
+    jail_note = None if jail_kvm()[0] else "mode jail: TCG only (/dev/kvm is closed to a jailed uid on this host)"
+
+    def slabel(r):
+        return "machine %s\n%s\nmode %s" % (r["machine"], r["accel"], r["mode"])
+    bar_plot(made, term, "start-to-ready.png",
+             "Start to ready, whole process (median; %s)" % wl, "milliseconds (lower is better)",
+             [(slabel(r), r["qdm_wall"], r["raw_wall"]) for r in start],
+             "qdm create --paused", "raw-launch (--restricted for modes qemu and jail)", scale=1000.0,
+             note=jail_note)
+    bar_plot(made, term, "start-to-ready-inside.png",
+             "Start to ready, inside the process (median; %s)" % wl, "milliseconds (lower is better)",
+             [(slabel(r), r["qdm_lib"], r["raw"]) for r in start],
+             "qdm_dm_start() to READY", "raw-launch: fork to the prelaunch reply", scale=1000.0, note=jail_note)
+    bar_plot(made, term, "teardown.png",
+             "Teardown (median; %s)" % wl, "milliseconds (lower is better)",
+             [(slabel(r), r["qdm_destroy"], r["raw_teardown"]) for r in start],
+             "qdm destroy (whole process)", "raw-launch: SIGKILL + waitpid + rmdir", scale=1000.0, note=jail_note)
+    if ctl:
+        bar_plot(made, term, "control-latency.png",
+                 "Control latency: commands as whole processes (n = %d each), one in-process session (n = %d)\n"
+                 "(median; whiskers: min..max)" % (len(ctl["qmp"]), len(ctl["lat_lib"])),
+                 "milliseconds (lower is better)",
+                 [("qdm qmp\nquery-status", ctl["qmp"], ctl["raw_qmp"]),
+                  ("qdm status", ctl["status"], ctl["raw_status"]),
+                  ("qdm resume\n(raw: cont)", ctl["resume"], ctl["raw_cont"]),
+                  ("qdm pause\n(raw: stop)", ctl["pause"], ctl["raw_stop"]),
+                  ("qdm version\n(raw: true)", ctl["version"], ctl["true"]),
+                  ("in-process\nsession", ctl["lat_lib"], ctl["lat_raw"])],
+                 "qdm / libqdm", "raw-qmp --once (raw-qmp --latency for the session)", scale=1000.0,
+                 fmt_v="%.2f")
+    if thr:
+        bar_plot(made, term, "throughput.png",
+                 "QMP throughput, %d query-status per run (median; whiskers: min..max, n = %d)"
+                 % (QMP_N, len(thr["lib_seq"])), "commands per second (higher is better)",
+                 [("sequential", thr["lib_seq"], thr["raw_seq"]),
+                  ("pipelined", thr["lib_pipe"], thr["raw_pipe"]),
+                  ("sequential,\nraw sends\nlibqdm's id bytes", thr["lib_seq"], thr["raw_seq_id"]),
+                  ("sequential,\n30 s deadline\nper command", thr["lib_seq_timeout"], thr["raw_seq"])],
+                 "libqdm (bench-qmp-client)", "raw-qmp", fmt_v="%.0f")
     if scale:
-        dat2 = os.path.join(TMP, "scale.dat")
-        with open(dat2, "w") as f:
-            for n in SCALE_NS:
+        dat = os.path.join(TMP, "scale.dat")
+        ns = [n for n in SCALE_NS if scale[n]["qdm"] and scale[n]["raw"]]
+        with open(dat, "w") as f:
+            for n in ns:
                 a, b = mmm([x / 1000 for x in scale[n]["qdm"]]), mmm([x / 1000 for x in scale[n]["raw"]])
                 f.write("%d %f %f %f %f %f %f\n" % (n, a[1], a[0], a[2], b[1], b[0], b[2]))
-        svg2 = os.path.join(PLOT_DIR, "scale.svg")
+        path = os.path.join(PLOT_DIR, "scale.png")
         script = """
-set terminal svg size 700,420 dynamic font 'sans,11'
-set output '%s'
-set title 'N device models started in parallel: wall time until all are ready'
-set xlabel 'N'
-set ylabel 'ms'
-set key top left
+set terminal %s size 760,500 %s
+set output %s
+set title "N device models (q35, mode qemu) started at once: wall time until all are ready\\n(median; whiskers: min..max)"
+set xlabel 'N device models started together (log scale)'
+set ylabel 'milliseconds (lower is better)'
+set key top left opaque box
+set termoption noenhanced
 set logscale x 2
-set xrange [0.8:45]
+set xtics (%s)
+set grid lc rgb '#dddddd'
+set xrange [0.8:%g]
 set yrange [0:*]
-plot '%s' using 1:2:3:4 with yerrorlines title 'qdm create --paused x N', \\
-     '' using 1:5:6:7 with yerrorlines title 'raw-launch --restricted x N'
-""" % (svg2, dat2)
-        p = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
-        if p.returncode == 0:
-            made.append(svg2)
-        else:
-            log("gnuplot failed: %s" % p.stderr.strip()[-300:])
+plot %s using 1:2:3:4 with yerrorlines lw 2 pt 7 lc rgb '#3a6ea5' title 'qdm create --paused x N', \\
+     '' using 1:5:6:7 with yerrorlines lw 2 pt 5 lc rgb '#e08a2c' title 'raw-launch --restricted x N', \\
+     '' using 1:2:(sprintf('%%.0f', $2)) with labels offset -2.5,0.8 font ',8' notitle, \\
+     '' using 1:5:(sprintf('%%.0f', $5)) with labels offset 2.5,-0.8 font ',8' notitle
+""" % (term[0], term[1], gp_quote(path), ", ".join("'%d' %d" % (n, n) for n in ns), max(ns) * 1.25 if ns else 80,
+       gp_quote(dat))
+        if ns:
+            gnuplot(script, path, made)
+        bar_plot(made, term, "scale-memory.png",
+                 "Resident memory (VmRSS) of each device model's parent process (median; whiskers: min..max)",
+                 "KiB (lower is better)",
+                 [("N = %d" % n, [x for x in scale[n]["sup_rss"] if x], [x for x in scale[n]["raw_rss"] if x])
+                  for n in SCALE_NS], "qdm supervisor", "raw-launch --restricted --hold", fmt_v="%.0f")
+    if mem:
+        bar_plot(made, term, "memory-per-dm.png",
+                 "Heap a process holds per ready device model (median; whiskers: min..max)",
+                 "KiB per device model (lower is better)",
+                 [("mode %s\n%s" % (r["mode"], r["accel"]), r["lib"], r["raw"]) for r in mem],
+                 "libqdm (K device models in one process)",
+                 "raw-launch's code (bench_qemu + bench_conn, 64 KiB line buffer)", scale=1024.0)
     return made, None
 
 
 # ---- cleanup and the leftover check --------------------------------------------------------
 
 def cleanup():
+    libvirt_cleanup()
     release_raw()
     if RUN_DIR and os.path.isdir(RUN_DIR):
         p = subprocess.run(qdm("list"), capture_output=True, text=True)
@@ -986,7 +1278,8 @@ def cleanup():
     for _ in range(2):
         for pid in all_pids():
             c = cmdline(pid)
-            if ours(pid) and ("__supervise" in c or "qemu-system" in c or "raw-launch" in c):
+            if ours(pid) and ("__supervise" in c or "qemu-system" in c or "raw-launch" in c
+                              or "bench-dm-mem" in c):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
@@ -1050,8 +1343,8 @@ def leftovers():
 
 # ---- the report ----------------------------------------------------------------------------
 
-def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plot_files, plot_msg, elapsed,
-                 best_accel, left):
+def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, timeline, lv, plot_files,
+                 plot_msg, elapsed, best_accel, left):
     L = []
     w = L.append
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -1079,6 +1372,9 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
                      ", ".join(f.get("busy_end", [])) or "none above 5%"))
     w("| files | run directory and the raw launchers' directories under %s (%s; qdm's default /run/qdm "
       "is tmpfs on a normal host) |" % (TMP_BASE, fs_type(TMP_BASE)))
+    jk = jail_kvm()
+    if not jk[0]:
+        w("| mode jail | measured with TCG only: %s |" % jk[1])
     w("| tools | %s |" % ", ".join("%s %s" % (k, "yes" if v else "no") for k, v in f["tools"].items()))
     w("| duration | %.0f s (%s) |" % (elapsed, "BENCH_QUICK=1" if QUICK else "BENCH_RUNS=%d" % RUNS))
     w("")
@@ -1086,7 +1382,8 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
     w("```sh\n%spython3 bench/run.py\n```\n" % ("BENCH_QUICK=1 " if QUICK else ("BENCH_RUNS=%d " % RUNS if RUNS != 20 else "")))
     w("It builds `build-bench/` (meson setup + ninja) if needed, runs everything below, writes "
       "this file%s, and checks that it left no process or directory behind. `BENCH_QUICK=1` is a "
-      "20-second smoke run (written to build-bench/PERFORMANCE-quick.md). Other engineers run "
+      "smoke run of about a minute (written to build-bench/PERFORMANCE-quick.md); "
+      "`BENCH_LIBVIRT=0` skips the libvirt section. Other engineers run "
       "tests on this machine at the same time, so medians are quoted, not means; the whiskers "
       "show the noise.\n" % (" and the plots" if plot_files else ""))
 
@@ -1095,30 +1392,47 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
     w("## Headline\n")
     w("| figure | qdm (median) | raw (median) | qdm/raw |\n|---|---:|---:|---:|")
 
-    def hl(label, a, b, unit, div=1.0):
+    def hl(label, a, b, unit):
+        """unit as in table(): "ms" and "us" take microseconds."""
         if a and b:
-            f2 = "%.2f" if unit == "ms" else "%.0f"
-            w("| %s | %s %s | %s %s | %.2f |" % (label, f2 % (med(a) / div), unit, f2 % (med(b) / div), unit,
+            u = UNIT_NAMES.get(unit, unit)
+            w("| %s | %s %s | %s %s | %.2f |" % (label, fmt(med(a), unit), u, fmt(med(b), unit), u,
                                                  med(a) / med(b)))
-    for r in start:
-        if r["machine"] == "q35" and r["accel"] == best_accel:
-            hl("start to ready, q35 %s, %s, whole process" % (best_accel, "mode qemu vs raw --restricted"
-                                                              if r["restricted"] else "mode none vs raw"),
-               r["qdm_wall"], r["raw_wall"], "ms", 1000.0)
-    for r in start:
-        if r["machine"] == "q35" and r["accel"] == best_accel:
-            hl("the same, inside the process (`qdm_dm_start()` vs fork-to-reply), %s" %
-               ("restricted" if r["restricted"] else "plain"), r["qdm_lib"], r["raw"], "ms", 1000.0)
-    hl("`qdm qmp NAME query-status` vs raw-qmp --once (whole process)", ctl["qmp"], ctl["raw_qmp"], "ms", 1000.0)
-    hl("control session in-process (connect .. query-status .. close)", ctl["lat_lib"], ctl["lat_raw"], "µs")
-    hl("sequential query-status throughput (higher is better)", thr["lib_seq"], thr["raw_seq"], "commands/s")
+
+    def start_hl(r, inside=False):
+        if inside:
+            hl("the same, inside the process (`qdm_dm_start()` vs fork-to-reply), q35 %s, mode %s"
+               % (r["accel"], r["mode"]), r["qdm_lib"], r["raw"], "ms")
+        else:
+            hl("start to ready, q35 %s, %s, whole process" % (r["accel"], mode_label(r)),
+               r["qdm_wall"], r["raw_wall"], "ms")
+    # q35 with the best accelerator; mode jail where it was measured (TCG when KVM is closed to it).
+    heads = [r for r in start if r["machine"] == "q35" and r["accel"] == best_accel and r["qdm_wall"]]
+    if not any(r["mode"] == "jail" for r in heads):
+        heads += [r for r in start if r["machine"] == "q35" and r["mode"] == "jail" and r["qdm_wall"]][:1]
+    for r in heads:
+        start_hl(r)
+    for r in heads:
+        start_hl(r, inside=True)
+    hl("`qdm qmp NAME query-status` vs raw-qmp --once (whole process)", ctl["qmp"], ctl["raw_qmp"], "ms")
+    hl("control session in-process (connect .. query-status .. close)", ctl["lat_lib"], ctl["lat_raw"], "us")
+    hl("sequential query-status throughput (higher is better)", thr["lib_seq"], thr["raw_seq"], "cps")
     if scale:
-        top = max(SCALE_NS)
-        hl("%d device models started at once, until all ready" % top, scale[top]["qdm"], scale[top]["raw"],
-           "ms", 1000.0)
+        for top in sorted({32, max(SCALE_NS)}):
+            if top in scale:
+                hl("%d device models started at once, until all ready" % top, scale[top]["qdm"],
+                   scale[top]["raw"], "ms")
         hl("resident memory of the parent: supervisor vs raw-launch",
            [x for n in SCALE_NS for x in scale[n]["sup_rss"] if x],
            [x for n in SCALE_NS for x in scale[n]["raw_rss"] if x], "KiB")
+    for r in mem or []:
+        if r["mode"] == "qemu":
+            hl("heap held per ready device model: libqdm vs raw-launch's code (mode qemu)", r["lib"], r["raw"], "B")
+    for row in (lv or {}).get("headline", []):
+        try:
+            hl(*row)
+        except (TypeError, ValueError, ZeroDivisionError, statistics.StatisticsError) as e:
+            log("libvirt headline row %r: %s" % (row[:1], e))
     w("")
 
     # 1
@@ -1130,25 +1444,28 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
       "before fork to that reply. Each is timed twice: as a whole process from this script, and "
       "inside (qdm's own \"ready in\", raw-launch's printed figure). "
       "Both answer the same question (R1: a paused QEMU that has answered `prelaunch`). "
-      "qdm mode `none` is paired with plain raw-launch, qdm mode `qemu` (libxl-compatible "
+      "qdm mode `none` is paired with plain raw-launch; qdm mode `qemu` (libxl-compatible "
       "restriction) with `raw-launch --restricted` (the same -chroot/-runas/-sandbox options, "
-      "without qdm's pre-exec namespaces, rlimits and capability cut). %d runs per row, plus one "
-      "unmeasured warm-up of each.\n" % RUNS)
+      "without qdm's pre-exec namespaces, rlimits and capability cut); qdm mode `jail` (qdm drops "
+      "every privilege itself before exec: a uid of its own, new mount/IPC/UTS namespaces, a "
+      "tmpfs root holding read-only bind mounts of exactly what QEMU needs, pivot_root, no "
+      "capabilities, `-sandbox` with elevateprivileges=deny) with the same `raw-launch "
+      "--restricted`, the least code that gives QEMU a uid, a chroot and a sandbox. %d runs per "
+      "row, plus one unmeasured warm-up of each.\n" % RUNS)
     rows = []
     for r in start:
-        label = "machine %s, %s, %s" % (r["machine"], r["accel"],
-                                        "mode qemu vs raw --restricted" if r["restricted"] else "mode none vs raw")
-        rows.append((label, r["qdm_wall"], r["raw_wall"]))
+        rows.append(("machine %s, %s, %s" % (r["machine"], r["accel"], mode_label(r)), r["qdm_wall"], r["raw_wall"]))
     w(table("start to ready, whole process", "ms", rows, qdm_label="qdm create", raw_label="raw-launch"))
     w("What it means: the time a caller waits from spawning the command to knowing the device "
       "model is paused and proven ready: `qdm create` until it exits, raw-launch until its ready "
       "line arrives (read by this script; raw-launch keeps QEMU until told, then tears it down). "
       "Both include spawning a process (the `true` row of section 2). qdm also passes "
       "`-no-user-config` and a second, event-only monitor that raw-launch does not.\n")
+    for why in dict.fromkeys(r["skipped"] for r in start if r["skipped"]):
+        w("Not measured (mode jail with KVM): %s.\n" % why)
     rows = []
     for r in start:
-        label = "machine %s, %s, %s" % (r["machine"], r["accel"], "restricted" if r["restricted"] else "plain")
-        rows.append((label, r["qdm_lib"], r["raw"]))
+        rows.append(("machine %s, %s, %s" % (r["machine"], r["accel"], mode_label(r)), r["qdm_lib"], r["raw"]))
     w(table("start to ready, inside the process", "ms", rows, qdm_label="qdm_dm_start", raw_label="raw-launch"))
     w("What it means: the same starts, timed inside: for qdm the library's own "
       "`qdm_dm_start()` to READY (the \"ready in\" that `qdm create` prints: uid allocation, probe "
@@ -1156,16 +1473,18 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
       "its figure from just before fork to the `prelaunch` reply. The difference between the two "
       "tables is what the processes around them add.\n")
     if first_cold:
-        w("The very first `qdm create` in a fresh run directory (the QEMU probe cache is cold) took "
-          "%.1f ms in this run; it is not in the tables.\n" % (first_cold / 1000))
+        w("The first `qdm create` of each mode in this run's fresh run directory (the QEMU probe "
+          "cache is cold for it; a jail's probe also resolves the libraries, modules and firmware "
+          "it bind-mounts) took: %s. Not in the tables (warm-ups).\n"
+          % ", ".join("mode %s %.1f ms" % (m, v / 1000) for m, v in first_cold.items()))
     rows = []
     for r in start:
-        label = "machine %s, %s, %s" % (r["machine"], r["accel"], "restricted" if r["restricted"] else "plain")
-        rows.append((label, r["qdm_destroy"], r["raw_teardown"]))
+        rows.append(("machine %s, %s, mode %s" % (r["machine"], r["accel"], r["mode"]), r["qdm_destroy"], r["raw_teardown"]))
     w(table("teardown", "ms", rows, qdm_label="qdm destroy", raw_label="raw kill"))
     w("What it means: `qdm destroy NAME` as a whole process, spawn included (lock, SIGTERM to the "
       "supervisor, which SIGKILLs QEMU, reaps it, kills any process left with its uid and removes "
-      "the directory) against raw-launch's SIGKILL + waitpid + rmdir, timed inside raw-launch. "
+      "the directory; in mode jail QEMU's mount namespace, and with it the tmpfs root and its bind "
+      "mounts, goes away with QEMU) against raw-launch's SIGKILL + waitpid + rmdir, timed inside raw-launch. "
       "QEMU's own death after SIGKILL is inside both: with KVM and q35 it took anywhere between "
       "about 3 and 25 ms on this host (KVM tearing the VM down), so those rows are bimodal and "
       "their medians say more about that than about either side.\n")
@@ -1211,12 +1530,22 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
     us_raw = 1e6 / statistics.median(thr["raw_seq"])
     us_id = 1e6 / statistics.median(thr["raw_seq_id"])
     us_lib = 1e6 / statistics.median(thr["lib_seq"])
-    extra = id_extra_bytes(QMP_N)
+    extra = id_extra_bytes(wire, QMP_N)
     per_byte = (us_id - us_raw) / extra
     w("What it means: commands per second one client gets from one QEMU monitor. A raw "
-      "query-status round trip takes %.0f µs; with the %.0f bytes of libqdm's id added to each "
-      "command, the same raw loop takes %.0f µs (%.1f µs per extra byte), and libqdm %.0f µs. "
-      "The target was libqdm >= 0.95 of raw for sequential.\n" % (us_raw, extra, us_id, per_byte, us_lib))
+      "query-status round trip takes %.0f µs; with the %.1f bytes of libqdm's id added to each "
+      "command (on average over this run's serials), the same raw loop takes %.0f µs (%.1f µs per "
+      "extra byte), and libqdm %.0f µs. The target was libqdm >= 0.95 of raw for sequential.\n"
+      % (us_raw, extra, us_id, per_byte, us_lib))
+    w("The bytes, captured at the start of this run from each client talking to a minimal QMP "
+      "server of this script (not assumed from the code): libqdm sent `%s` (%d bytes, an id of "
+      "a %d-character per-connection random prefix and the decimal serial, ended by `%s`); "
+      "raw-qmp sends `%s` (%d bytes), and with `--id-prefix` `%s` (%d bytes)%s.\n"
+      % (wire["lib_line"].decode().rstrip("\r\n"), len(wire["lib_line"]), wire["prefix_len"], wire["terminator"],
+         wire["raw_line"].decode().rstrip("\r\n"), len(wire["raw_line"]),
+         wire["raw_id_line"].decode().rstrip("\r\n"), len(wire["raw_id_line"]),
+         ": the same length as libqdm's, serial for serial" if wire["same_length"]
+         else ": **not the same length as libqdm's** (the third row compares unequal bytes)"))
     if reads:
         w("QEMU read the %d bytes of qmp_capabilities + 200 query-status with %d recvmsg calls "
           "(strace -c on QEMU): **%.2f bytes per read**. See [Where the time goes](#where-the-time-goes).\n"
@@ -1228,7 +1557,10 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
         w("N `qdm create --paused` started together as background processes (machine q35, %s, "
           "mode qemu), wall time until all have exited ready; against N `raw-launch --restricted "
           "--hold` started together, wall time until all printed their ready line. Then all "
-          "destroyed. %d runs per N, alternating.\n" % (best_accel, SCALE_RUNS))
+          "destroyed. %d runs per N (N = %d: %d, in every other round), alternating qdm and raw "
+          "at each N. The qdm side's start deadline is %d s here.\n"
+          % (best_accel, SCALE_RUNS, SCALE_BIG, len(scale[SCALE_BIG]["qdm"]) if SCALE_BIG in scale else 0,
+             SCALE_TIMEOUT_S))
         w(table("N in parallel", "ms", [("N = %d" % n, scale[n]["qdm"], scale[n]["raw"]) for n in SCALE_NS],
                 qdm_label="qdm", raw_label="raw"))
         w("What it means: how starting many device models at once (a host booting its guests) "
@@ -1259,7 +1591,39 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
           "read once all were ready).\n")
         dd = [("N = %d" % n, scale[n]["qdm_destroy"]) for n in SCALE_NS]
         w("Destroying them all in parallel (`qdm destroy` x N) took, median: %s.\n" %
-          ", ".join("%s: %.0f ms" % (l, statistics.median(v) / 1000) for l, v in dd))
+          ", ".join("%s: %.0f ms" % (l, statistics.median(v) / 1000) for l, v in dd if v))
+    if mem:
+        w("### Memory a process holds per device model\n")
+        w("`bench-dm-mem` (bench/bench-dm-mem.c) starts %d device models at once in one process and "
+          "waits until all are ready, then reads its own heap (glibc `mallinfo2()`: `uordblks` + "
+          "`hblkhd`, the bytes in use from malloc, mmap'd chunks included) and open file "
+          "descriptors, against the same before the starts; the difference divided by %d is one "
+          "sample. `--lib`: libqdm's public API (`qdm_config_new_from_json`, `qdm_dm_new`, "
+          "`qdm_dm_start` on one `qdm_ctx`; the caller's config reference is dropped, the device "
+          "model keeps its own). `--raw`: raw-launch's own code from bench/bench-util.h, each QEMU "
+          "with a `bench_qemu` (paths, listening fd, pid) and a `bench_conn` (the connected "
+          "control socket and raw-launch's 64 KiB line buffer) kept on the heap. Each side first "
+          "starts and tears down one device model unmeasured, so one-time costs (libqdm's probe "
+          "cache, NSS modules, json-c's and stdio's first allocations) are not counted per device "
+          "model. Machine none; %d runs per row, alternating.\n" % (MEM_K, MEM_K, MEM_RUNS))
+        w(table("heap per ready device model", "B",
+                [("mode %s, %s vs raw%s" % (r["mode"], r["accel"], " --restricted" if r["restricted"] else ""),
+                  r["lib"], r["raw"]) for r in mem], qdm_label="libqdm", raw_label="raw"))
+        w(table("file descriptors per ready device model", "fds",
+                [("mode %s, %s vs raw%s" % (r["mode"], r["accel"], " --restricted" if r["restricted"] else ""),
+                  r["lib_fds"], r["raw_fds"]) for r in mem], qdm_label="libqdm", raw_label="raw"))
+        kept = [x for r in mem for x in r["lib_kept"]]
+        w("What it means: what an embedding toolstack's process holds for each device model it "
+          "keeps ready (libqdm: the device model, its configuration, its control and event QMP "
+          "clients with their buffers, loop sources, the uid lock), against what the least "
+          "launcher holds. Counted: heap bytes in use and file descriptors. Not counted: QEMU's "
+          "own memory (another process; see the VmRSS table), kernel memory behind the fds "
+          "(socket buffers, pidfd, epoll and timer entries), the libraries' code and data "
+          "(mapped once per process, whatever K), and the stack. raw's heap is dominated by its "
+          "64 KiB line buffer, a size chosen for QMP replies, not a minimum. After tearing all "
+          "%d down again libqdm's heap was %s bytes above where it started (median; the loop's "
+          "grown tables, not per device model).\n"
+          % (MEM_K, "{:,.0f}".format(statistics.median(kept)) if kept else "?"))
 
     # 5
     w("## 5. Instructions per command (callgrind)\n")
@@ -1281,6 +1645,14 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
     else:
         w("valgrind is not installed: skipped.\n")
 
+    # 6
+    w("## 6. libvirt\n")
+    if lv and lv.get("markdown"):
+        md = lv["markdown"].strip()
+        w((md[md.index("\n") + 1:].strip() if md.startswith("## ") else md) + "\n")
+    else:
+        w("skipped: %s\n" % ((lv or {}).get("reason") or "not run"))
+
     # where the time goes
     w("## Where the time goes\n")
     if ROWS_BEHIND:
@@ -1293,48 +1665,67 @@ def write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plo
     w("### What this run's own figures say\n")
     med = statistics.median
     w("- **Bytes on the monitor.** QEMU's QMP monitor took %.1f µs per extra request byte "
-      "(raw-qmp with and without libqdm's id). libqdm's id adds %.0f bytes per command, so "
-      "%.0f µs of every round trip; against the raw loop sending the same bytes libqdm's ratio "
-      "is %.2f, i.e. the library's own code is not what separates it from raw. At this rate "
-      "libqdm reaches 0.95 of raw sequential throughput only if a command carries at most %.1f "
-      "extra bytes. With a 6-character random prefix instead of `q` + 16 hex digits + `-`, "
-      "and `\\n` instead of `\\r\\n`, a command would carry 13 bytes fewer and the ratio would "
-      "be about %.2f."
+      "(raw-qmp with and without libqdm's id). libqdm's id adds %.1f bytes per command (captured, "
+      "section 3), so %.0f µs of every round trip; against the raw loop sending the same bytes "
+      "libqdm's ratio is %.2f, i.e. the library's own code is not what separates it from raw. "
+      "At this rate libqdm reaches 0.95 of raw sequential throughput only if a command carries "
+      "at most %.1f extra bytes; an id costs at least `,\"id\":\"\"` (8 bytes) plus its "
+      "prefix (%d characters) and serial."
       % (per_byte, extra, per_byte * extra, med(thr["lib_seq"]) / med(thr["raw_seq_id"]),
-         us_raw * (1 / 0.95 - 1) / per_byte if per_byte > 0 else float("nan"),
-         us_raw / (us_raw + (extra - 13) * per_byte)))
-    diffs = [med(r["qdm_wall"]) - med(r["qdm_lib"]) for r in start]
-    rdiffs = [med(r["raw_wall"]) - med(r["raw"]) for r in start]
-    w("- **The processes around the start.** `qdm create` spends %.1f-%.1f ms outside "
-      "`qdm_dm_start()` (median whole process minus median \"ready in\", per row: spawning "
-      "`qdm create`, validating, forking and exec'ing the supervisor, state.json, the report "
-      "pipe, exit); raw-launch spends %.1f-%.1f ms outside its fork-to-reply figure (spawn, "
-      "exec, socket setup, printing)."
-      % (min(diffs) / 1000, max(diffs) / 1000, min(rdiffs) / 1000, max(rdiffs) / 1000))
-    by = {(r["machine"], r["accel"], r["restricted"]): r for r in start}
-    rest_q, rest_r, dest = [], [], []
-    for (m, a, rs), r in by.items():
-        if rs and (m, a, False) in by:
-            p0 = by[(m, a, False)]
-            rest_q.append(med(r["qdm_lib"]) - med(p0["qdm_lib"]))
-            rest_r.append(med(r["raw"]) - med(p0["raw"]))
-            dest.append(med(r["qdm_destroy"]) - med(p0["qdm_destroy"]))
-    if rest_q:
+         us_raw * (1 / 0.95 - 1) / per_byte if per_byte > 0 else float("nan"), wire["prefix_len"]))
+    done = [r for r in start if r["qdm_wall"] and r["raw_wall"]]
+    diffs = [med(r["qdm_wall"]) - med(r["qdm_lib"]) for r in done]
+    rdiffs = [med(r["raw_wall"]) - med(r["raw"]) for r in done]
+    if diffs:
+        w("- **The processes around the start.** `qdm create` spends %.1f-%.1f ms outside "
+          "`qdm_dm_start()` (median whole process minus median \"ready in\", per row: spawning "
+          "`qdm create`, validating, forking and exec'ing the supervisor, state.json, the report "
+          "pipe, exit); raw-launch spends %.1f-%.1f ms outside its fork-to-reply figure (spawn, "
+          "exec, socket setup, printing)."
+          % (min(diffs) / 1000, max(diffs) / 1000, min(rdiffs) / 1000, max(rdiffs) / 1000))
+    by = {(r["machine"], r["accel"], r["mode"]): r for r in done}
+
+    def mode_gap(mode, base):
+        """Medians of (mode - base) over the machine/accel pairs where both were measured:
+        library start, raw start, whole-process start, destroy."""
+        out = ([], [], [], [])
+        for (m, a, md), r in by.items():
+            if md == mode and (m, a, base) in by:
+                p0 = by[(m, a, base)]
+                out[0].append(med(r["qdm_lib"]) - med(p0["qdm_lib"]))
+                out[1].append(med(r["raw"]) - med(p0["raw"]))
+                out[2].append(med(r["qdm_wall"]) - med(p0["qdm_wall"]))
+                out[3].append(med(r["qdm_destroy"]) - med(p0["qdm_destroy"]))
+        return [med(x) / 1000 if x else None for x in out]
+    q = mode_gap("qemu", "none")
+    if q[0] is not None:
         w("- **Restriction.** Mode `qemu` costs the library %.1f ms more than mode `none` (median "
           "over the machine/accel pairs), while the same QEMU options cost raw-launch %.1f ms: "
           "the rest is qdm's uid allocation (NSS lookups, a /proc scan) and its pre-exec "
           "measures. Destroying a restricted device model takes %.1f ms more than an "
-          "unrestricted one (killing what is left of the uid, twice: see below)."
-          % (med(rest_q) / 1000, med(rest_r) / 1000, med(dest) / 1000))
+          "unrestricted one (killing what is left of the uid)."
+          % (q[0], q[1], q[3]))
+    j = mode_gap("jail", "qemu")
+    if j[0] is not None:
+        accs = sorted({a for (m, a, md) in by if md == "jail"})
+        w("- **Jail.** Mode `jail` costs the library %.1f ms more than mode `qemu` (%.1f ms as a "
+          "whole process; median over the machine/%s pairs measured), for the mount namespace "
+          "with its tmpfs root and read-only bind mounts, pivot_root and the credential and "
+          "capability changes done by qdm before exec instead of by QEMU after it; its raw "
+          "pair is the same `raw-launch --restricted`. Its destroy differs from mode `qemu`'s by "
+          "%.1f ms."
+          % (j[0], j[2], "/".join(accs), j[3]))
     if scale:
-        qc = med([x for n in SCALE_NS for x in scale[n]["qdm_cpu"]])
-        rc = med([x for n in SCALE_NS for x in scale[n]["raw_cpu"]])
-        top = max(SCALE_NS)
-        w("- **Scale.** Each qdm start burns %.1f ms of CPU outside QEMU against raw-launch's "
-          "%.1f ms; with %d starts on %d CPUs that alone is about %.0f ms of the %.0f ms "
-          "difference at N = %d."
-          % (qc / 1000, rc / 1000, top, f["affinity"], (qc - rc) * top / f["affinity"] / 1000,
-             (med(scale[top]["qdm"]) - med(scale[top]["raw"])) / 1000, top))
+        qc = [x for n in SCALE_NS for x in scale[n]["qdm_cpu"]]
+        rc = [x for n in SCALE_NS for x in scale[n]["raw_cpu"]]
+        tops = [n for n in SCALE_NS if scale[n]["qdm"] and scale[n]["raw"]]
+        if qc and rc and tops:
+            qc, rc, top = med(qc), med(rc), max(tops)
+            w("- **Scale.** Each qdm start burns %.1f ms of CPU outside QEMU against raw-launch's "
+              "%.1f ms; with %d starts on %d CPUs that alone is about %.0f ms of the %.0f ms "
+              "difference at N = %d."
+              % (qc / 1000, rc / 1000, top, f["affinity"], (qc - rc) * top / f["affinity"] / 1000,
+                 (med(scale[top]["qdm"]) - med(scale[top]["raw"])) / 1000, top))
     w("")
     if timeline:
         w("### The start, phase by phase\n")
@@ -1388,12 +1779,74 @@ def build():
         log("meson setup %s" % BUILD)
         run(["meson", "setup", BUILD, ROOT], timeout=600)
     # Only what the benchmark runs: a test that does not compile is not our concern here.
-    targets = [os.path.relpath(b, BUILD) for b in (QDM, RAW_LAUNCH, RAW_QMP, LIB_CLIENT)]
+    targets = [os.path.relpath(b, BUILD) for b in (QDM, RAW_LAUNCH, RAW_QMP, LIB_CLIENT, DM_MEM)]
     log("ninja -C %s %s" % (BUILD, " ".join(targets)))
     run(["ninja", "-C", BUILD] + targets, timeout=1200)
-    for b in (QDM, RAW_LAUNCH, RAW_QMP, LIB_CLIENT):
+    for b in (QDM, RAW_LAUNCH, RAW_QMP, LIB_CLIENT, DM_MEM):
         if not os.access(b, os.X_OK):
             raise Failure("%s was not built" % b)
+
+
+# ---- the libvirt section (bench/bench_libvirt.py, written separately) ----------------------
+
+LIBVIRT = None   # the imported bench_libvirt module, once main() loaded it
+
+
+def libvirt_ctx(best_accel):
+    """What bench_libvirt.measure() gets: this run's settings, tools and helpers."""
+    return {
+        "runs": RUNS, "quick": QUICK, "accel": best_accel, "qemu": shutil.which(QEMU) or QEMU,
+        "raw_launch": RAW_LAUNCH, "raw_qmp": RAW_QMP, "bench_client": LIB_CLIENT,
+        "qdm": qdm, "write_config": write_config, "qdm_create": qdm_create,
+        "raw_launch_once": raw_launch_once, "spawn_together": spawn_together,
+        "tmp": TMP, "log": log, "name_prefix": NAME_PREFIX, "raw_env": RAW_ENV,
+        "raw_runas": RAW_RUNAS, "start_timeout_s": START_TIMEOUT_S,
+    }
+
+
+def bench_libvirt_section(best_accel):
+    """{"markdown", "headline"} from the plug-in, or {"reason"} when it was skipped or failed.
+    Never fatal: a failure is noted and the rest of the report stands."""
+    global LIBVIRT
+    if os.environ.get("BENCH_LIBVIRT", "") == "0":
+        return {"reason": "BENCH_LIBVIRT=0"}
+    bench_dir = os.path.dirname(os.path.abspath(__file__))
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    try:
+        import bench_libvirt
+    except ImportError as e:
+        return {"reason": "bench/bench_libvirt.py is not available (%s)" % e}
+    except Exception as e:   # a plug-in that does not even import: say so, carry on
+        return {"reason": "bench/bench_libvirt.py failed to import: %s: %s" % (type(e).__name__, e)}
+    LIBVIRT = bench_libvirt
+    try:
+        ok, why = bench_libvirt.available()
+    except Exception as e:
+        return {"reason": "bench_libvirt.available() failed: %s: %s" % (type(e).__name__, e)}
+    if not ok:
+        return {"reason": why or "bench_libvirt.available() said no"}
+    log("libvirt: measuring (bench/bench_libvirt.py)")
+    try:
+        results = bench_libvirt.measure(libvirt_ctx(best_accel))
+        md, head = bench_libvirt.render(results, table)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        note_failure("libvirt section", "%s: %s" % (type(e).__name__, e))
+        return {"reason": "failed: %s: %s" % (type(e).__name__, e)}
+    finally:
+        libvirt_cleanup()
+    return {"markdown": md, "headline": list(head or [])}
+
+
+def libvirt_cleanup():
+    if LIBVIRT is None:
+        return
+    try:
+        LIBVIRT.cleanup()
+    except Exception as e:
+        log("bench_libvirt.cleanup() failed: %s: %s" % (type(e).__name__, e))
 
 
 def on_signal(signum, frame):
@@ -1401,7 +1854,10 @@ def on_signal(signum, frame):
 
 
 def main():
-    global TMP, RUN_DIR, RAW_ENV, UID_LOCKS_BEFORE
+    global TMP, RUN_DIR, RAW_ENV, UID_LOCKS_BEFORE, TMP_BASE
+    # `import run` (from bench_libvirt, say) must get this module with this run's state, not a
+    # second, pristine copy of it.
+    sys.modules.setdefault("run", sys.modules[__name__])
     if os.geteuid() != 0:
         print("bench: restricted mode needs root; run as root", file=sys.stderr)
         return 2
@@ -1415,6 +1871,7 @@ def main():
         return 1
     accels = ["kvm", "tcg"] if f["kvm"] else ["tcg"]
     best = accels[0]
+    TMP_BASE = pick_tmp_base()
     UID_LOCKS_BEFORE = uid_locks()
     for d in (UID_LOCK_DIR, os.path.dirname(UID_LOCK_DIR)):
         UID_DIRS_BEFORE[d] = os.path.isdir(d)
@@ -1424,7 +1881,9 @@ def main():
     RAW_ENV = dict(os.environ, TMPDIR=TMP)
     left = []
     rc = 0
+    lv = None
     try:
+        wire = wire_bytes()
         start, first_cold = bench_start(accels)
 
         name = NAME_PREFIX + "ctl"
@@ -1436,15 +1895,17 @@ def main():
         qemu_pid = qdm_status_json(name)["qemu_pid"]
         try:
             ctl = bench_control(name, sock)
-            thr = bench_throughput(sock)
+            thr = bench_throughput(sock, wire)
             reads = qemu_reads_per_byte(qemu_pid, sock)
             cg = bench_callgrind(sock)
         finally:
             run(qdm("destroy", name), check=False)
 
         scale = bench_scale(best)
+        mem = bench_mem(best)
         timeline = trace_start(best)
-        plot_files, plot_msg = plots(start, scale)
+        lv = bench_libvirt_section(best)   # last: it is slow
+        plot_files, plot_msg = plots(start, scale, ctl, thr, mem)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         rc = 130
@@ -1461,8 +1922,8 @@ def main():
         return rc
     f["busy_end"] = busy_others()
     elapsed = time.monotonic() - T_START
-    text = write_report(f, start, first_cold, ctl, thr, reads, scale, cg, timeline, plot_files, plot_msg,
-                        elapsed, best, left)
+    text = write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, timeline, lv, plot_files,
+                        plot_msg, elapsed, best, left)
     os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
     with open(OUT, "w") as fh:
         fh.write(text)
