@@ -1050,7 +1050,7 @@ def trace_start(accel):
         (TL_REPS, "perf trace" if tool == "perf" else "strace --seccomp-bpf"))
     name = NAME_PREFIX + "trace"
     cfg = write_config(name, "none", accel, "qemu")
-    qruns, rruns = [], []
+    qruns, rruns, unparsed = [], [], []
     try:
         for i in range(TL_REPS):
             out_q = os.path.join(TMP, "trace-qdm-%d.txt" % i)
@@ -1074,19 +1074,32 @@ def trace_start(accel):
                                            "--timeout", str(START_TIMEOUT_S)], env=RAW_ENV)
             p.wait(timeout=60)
             p.stdout.close()
-            ev, rest = parse_trace(out_q, tool)
-            qruns.append(qdm_phases(ev, rest, 0.0 if tool == "perf" else ev[0][1]))
-            ev, rest = parse_trace(out_r, tool)
-            rruns.append(raw_phases(ev, rest, ev[0][1]))
+            # A trace the tracer lost events of (it happens under load) is left out alone.
+            try:
+                ev, rest = parse_trace(out_q, tool)
+                qruns.append(qdm_phases(ev, rest, 0.0 if tool == "perf" else ev[0][1]))
+            except (AttributeError, IndexError, TypeError, ValueError) as e:
+                unparsed.append("qdm run %d: %s" % (i, e))
+            try:
+                ev, rest = parse_trace(out_r, tool)
+                rruns.append(raw_phases(ev, rest, ev[0][1]))
+            except (AttributeError, IndexError, TypeError, ValueError) as e:
+                unparsed.append("raw run %d: %s" % (i, e))
     except (AttributeError, IndexError, TypeError, ValueError) as e:
         log("timeline: could not parse the %s output (%s); skipped" % (tool, e))
+        return None
+    if unparsed:
+        log("timeline: left out %d unparsable trace(s): %s" % (len(unparsed), "; ".join(unparsed)))
+    if not qruns or not rruns:
+        log("timeline: no parsable %s output; skipped" % tool)
         return None
 
     def med(runs):
         return [(runs[0][k][0], min((r[k][2] - r[k][1]) * 1000.0 for r in runs),
                  statistics.median((r[k][2] - r[k][1]) * 1000.0 for r in runs))
                 for k in range(len(runs[0]))]
-    return {"tool": tool, "qdm": med(qruns), "raw": med(rruns), "procs": len(all_pids())}
+    return {"tool": tool, "qdm": med(qruns), "raw": med(rruns), "procs": len(all_pids()),
+            "n": (len(qruns), len(rruns))}
 
 
 # ---- plots ---------------------------------------------------------------------------------
@@ -1651,7 +1664,7 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
         md = lv["markdown"].strip()
         w((md[md.index("\n") + 1:].strip() if md.startswith("## ") else md) + "\n")
     else:
-        w("skipped: %s\n" % ((lv or {}).get("reason") or "not run"))
+        w("skipped: %s\n" % " ".join(str((lv or {}).get("reason") or "not run").split()))
 
     # where the time goes
     w("## Where the time goes\n")
@@ -1714,7 +1727,7 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
           "capability changes done by qdm before exec instead of by QEMU after it; its raw "
           "pair is the same `raw-launch --restricted`. Its destroy differs from mode `qemu`'s by "
           "%.1f ms."
-          % (j[0], j[2], "/".join(accs), j[3]))
+          % (j[0], j[2], "/".join(accs), round(j[3], 1) + 0.0))
     if scale:
         qc = [x for n in SCALE_NS for x in scale[n]["qdm_cpu"]]
         rc = [x for n in SCALE_NS for x in scale[n]["raw_cpu"]]
@@ -1732,13 +1745,15 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
         how = ("`perf trace` (kernel tracepoints: a small cost per traced syscall, none for the "
                "others)" if timeline["tool"] == "perf" else
                "`strace -f --seccomp-bpf` (a ptrace stop per traced syscall and per fork)")
-        w("`qdm create --paused` (mode qemu, machine none, %s) and `raw-launch --restricted`, %d "
+        w("`qdm create --paused` (mode qemu, machine none, %s) and `raw-launch --restricted`, %s "
           "times each under %s, tracing only %s. A phase runs from one traced syscall to the "
           "next, so it holds everything untraced in between, including time the process spent "
           "preempted: the minimum over the runs is the better estimate of a phase's own cost, "
           "the median shows what contention added. Tracing inflates the totals a little. %d "
           "processes were running on the host at the end.\n"
-          % (best_accel, TL_REPS, how, TRACE_SYSCALLS.replace(",", ", "), timeline["procs"]))
+          % (best_accel, ("%d" % TL_REPS) if timeline["n"] == (TL_REPS, TL_REPS) else
+             "%d (of which %d and %d traces were complete enough to use)" % ((TL_REPS,) + timeline["n"]),
+             how, TRACE_SYSCALLS.replace(",", ", "), timeline["procs"]))
         for who, label in (("qdm", "qdm create"), ("raw", "raw-launch --restricted")):
             w("| phase (%s) | min ms | median ms |\n|---|---:|---:|" % label)
             for ph, lo, mid in timeline[who]:
@@ -1810,6 +1825,7 @@ def bench_libvirt_section(best_accel):
     global LIBVIRT
     if os.environ.get("BENCH_LIBVIRT", "") == "0":
         return {"reason": "BENCH_LIBVIRT=0"}
+    sys.dont_write_bytecode = True   # no bench/__pycache__ left in the tree
     bench_dir = os.path.dirname(os.path.abspath(__file__))
     if bench_dir not in sys.path:
         sys.path.insert(0, bench_dir)
