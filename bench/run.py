@@ -7,8 +7,8 @@ A B A B, and reported as min/median/max plus the ratio of the medians. A benchma
 never asserts a threshold: the exit status is non-zero only when something could not be
 measured or was left behind.
 
-    python3 bench/run.py                  # full run, ~5 minutes, writes docs/PERFORMANCE.md
-    BENCH_QUICK=1 python3 bench/run.py    # ~40 s smoke run, writes build-bench/PERFORMANCE-quick.md
+    python3 bench/run.py                  # full run, ~2.5 min (~4 with libvirt), writes docs/PERFORMANCE.md
+    BENCH_QUICK=1 python3 bench/run.py    # ~20 s smoke run, writes build-bench/PERFORMANCE-quick.md
 
 Environment: BENCH_RUNS (paired runs per start-to-ready figure, default 20), BENCH_QUICK=1,
 BENCH_OUT (output file), BENCH_BUILD_DIR (default build-bench), BENCH_QEMU (default
@@ -1422,7 +1422,7 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
     w("```sh\n%spython3 bench/run.py\n```\n" % ("BENCH_QUICK=1 " if QUICK else ("BENCH_RUNS=%d " % RUNS if RUNS != 20 else "")))
     w("It builds `build-bench/` (meson setup + ninja) if needed, runs everything below, writes "
       "this file%s, and checks that it left no process or directory behind. `BENCH_QUICK=1` is a "
-      "smoke run of about a minute (written to build-bench/PERFORMANCE-quick.md); "
+      "smoke run of about 20 seconds (written to build-bench/PERFORMANCE-quick.md); "
       "`BENCH_LIBVIRT=0` skips the libvirt section. Other engineers run "
       "tests on this machine at the same time, so medians are quoted, not means; the whiskers "
       "show the noise.\n" % (" and the plots" if plot_files else ""))
