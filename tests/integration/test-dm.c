@@ -19,133 +19,38 @@
 
 #include <cmocka.h>
 
+#include "dm-fixture.h"
 #include "proc.h"
 #include "qdm.h"
 #include "test-support.h"
 #include "util.h"
 
 typedef struct fixture {
-        int fds_before;
-        char *dir;     /* private temp dir */
-        char *run_dir; /* dir/run */
-        qdm_ctx *ctx;
-        qdm_dm_state states[32];
-        size_t n_states;
+        dm_fixture dm;
         int kill_at; /* kill QEMU when entering this state (-1: never) */
-        pid_t pids_seen[4];
-        uid_t uids_seen[4];
-        size_t n_seen;
 } fixture;
 
-static void log_stderr(int level, const char *message, void *userdata)
+static void kill_at_state(dm_fixture *df, qdm_dm *dm, qdm_dm_state new_state)
 {
-        fprintf(stderr, "libqdm[%d]: %s\n", level, message);
-}
-
-static int setup(void **state)
-{
-        if (!test_qemu_binary()) {
-                print_message("qemu-system-x86_64 is not installed\n");
-                return -1;
-        }
-        fixture *f = calloc(1, sizeof(*f));
-        f->fds_before = test_count_fds();
-        f->dir = test_mkdtemp("dm");
-        assert_non_null(f->dir);
-        assert_true(asprintf(&f->run_dir, "%s/run", f->dir) > 0);
-        assert_int_equal(qdm_ctx_new(&f->ctx), 0);
-        if (getenv("QDM_TEST_VERBOSE"))
-                qdm_ctx_set_log(f->ctx, 7, log_stderr, NULL);
-        f->kill_at = -1;
-        *state = f;
-        return 0;
-}
-
-/* Nothing of any device model may survive a test. */
-static int teardown(void **state)
-{
-        fixture *f = *state;
-        /* A failed assertion leaves its device model behind: make sure its QEMU dies, so
-         * one failure does not cascade into leftovers (the checks below still fail). */
-        for (size_t i = 0; i < f->n_seen; i++) {
-                char p[64];
-                snprintf(p, sizeof(p), "/proc/%d", (int)f->pids_seen[i]);
-                if (f->pids_seen[i] > 0 && access(p, F_OK) == 0)
-                        kill(f->pids_seen[i], SIGKILL);
-        }
-        assert_int_equal(qdm_ctx_flush(f->ctx, 5 * USEC_PER_SEC), 0);
-        f->ctx = qdm_ctx_unref(f->ctx);
-        test_assert_no_device_models(f->run_dir, f->pids_seen, f->uids_seen, f->n_seen);
-        assert_int_equal(test_count_fds(), f->fds_before);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->run_dir);
-        free(f);
-        return 0;
-}
-
-static void record_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state, void *userdata)
-{
-        fixture *f = userdata;
-        if (f->n_states < ELEMENTSOF(f->states))
-                f->states[f->n_states++] = new_state;
-        if (new_state == QDM_DM_GREETING && f->n_seen < ELEMENTSOF(f->pids_seen)) {
-                f->pids_seen[f->n_seen] = qdm_dm_get_pid(dm);
-                f->uids_seen[f->n_seen++] = qdm_dm_get_uid(dm);
-        }
+        fixture *f = (fixture *)df;
         if ((int)new_state == f->kill_at)
                 kill(qdm_dm_get_pid(dm), SIGKILL);
 }
 
-typedef struct done {
-        bool called;
-        int error;
-        unsigned calls;
-} done;
-
-static void on_done(qdm_dm *dm, int error, void *userdata)
+static int setup(void **state)
 {
-        done *d = userdata;
-        d->called = true;
-        d->error = error;
-        d->calls++;
+        int r = dm_fixture_setup(state, sizeof(fixture), "dm", kill_at_state);
+        if (r == 0)
+                ((fixture *)*state)->kill_at = -1;
+        return r;
 }
 
-static int wait_done(fixture *f, done *d, uint64_t timeout_usec)
+static int teardown(void **state)
 {
-        uint64_t deadline = now_usec() + timeout_usec;
-        while (!d->called && now_usec() < deadline)
-                assert_true(qdm_ctx_run(f->ctx, 100 * USEC_PER_MSEC) >= 0);
-        /* Exactly once: a little more dispatching must not call it again. */
-        (void)qdm_ctx_run(f->ctx, 10 * USEC_PER_MSEC);
-        assert_true(d->called);
-        assert_int_equal(d->calls, 1);
-        return d->error;
-}
-
-static qdm_dm *start(fixture *f, qdm_config *config, int expect)
-{
-        qdm_dm *dm = NULL;
-        assert_int_equal(qdm_dm_new(f->ctx, config, f->run_dir, &dm), 0);
-        qdm_config_free(config); /* the device model keeps its own reference */
-        qdm_dm_set_state_callback(dm, record_state, f);
-        done d = {0};
-        assert_int_equal(qdm_dm_start(dm, on_done, &d), 0);
-        /* Never synchronous. */
-        assert_false(d.called);
-        int r = wait_done(f, &d, 30 * USEC_PER_SEC);
-        if (r != expect)
-                print_message("start: %d (%s): %s\n", r, strerror(-r),
-                              qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "");
-        assert_int_equal(r, expect);
-        return dm;
-}
-
-static uint64_t ns_ino(pid_t pid, const char *ns)
-{
-        uint64_t ino = 0;
-        assert_int_equal(proc_ns_ino(pid, ns, &ino), 0);
-        return ino;
+        fixture *f = *state;
+        dm_fixture_stop(&f->dm);
+        dm_fixture_free(&f->dm);
+        return 0;
 }
 
 static void test_restricted_start(void **state)
@@ -153,22 +58,23 @@ static void test_restricted_start(void **state)
         fixture *f = *state;
         /* A marker fd without CLOEXEC: QEMU must not inherit it (only the planned fds). */
         char *marker_path = NULL;
-        assert_true(asprintf(&marker_path, "%s/marker", f->dir) > 0);
+        assert_true(asprintf(&marker_path, "%s/marker", f->dm.dir) > 0);
         int marker = open(marker_path, O_RDWR | O_CREAT, 0600);
         assert_true(marker >= 0);
 
         /* Mode "qemu" (libxl's), which chroots itself; jail mode: test-jail.c. */
-        qdm_dm *dm = start(f,
-                           test_config("{\"name\": \"r1\", \"machine\": \"none\", \"restrict\": "
-                                       "{\"mode\": \"qemu\"}}"),
-                           0);
+        qdm_dm *dm = dm_fixture_start(
+                &f->dm,
+                test_config("{\"name\": \"r1\", \"machine\": \"none\", \"restrict\": "
+                            "{\"mode\": \"qemu\"}}"),
+                0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_READY);
         /* The states went in order, and READY came last: only after query-status. */
         const qdm_dm_state expected[] = {QDM_DM_SPAWNING, QDM_DM_GREETING, QDM_DM_NEGOTIATING,
                                          QDM_DM_QUERYING, QDM_DM_READY};
-        assert_int_equal(f->n_states, ELEMENTSOF(expected));
+        assert_int_equal(f->dm.n_states, ELEMENTSOF(expected));
         for (size_t i = 0; i < ELEMENTSOF(expected); i++)
-                assert_int_equal(f->states[i], expected[i]);
+                assert_int_equal(f->dm.states[i], expected[i]);
 
         pid_t pid = qdm_dm_get_pid(dm);
         proc_status st;
@@ -186,7 +92,7 @@ static void test_restricted_start(void **state)
         char *root = NULL;
         assert_int_equal(proc_root(pid, &root), 0);
         char *expect_root = NULL;
-        assert_true(asprintf(&expect_root, "%s/r1/root", f->run_dir) > 0);
+        assert_true(asprintf(&expect_root, "%s/r1/root", f->dm.run_dir) > 0);
         assert_string_equal(root, expect_root);
         struct stat sb;
         assert_int_equal(stat(expect_root, &sb), 0);
@@ -194,8 +100,8 @@ static void test_restricted_start(void **state)
         free(root);
         free(expect_root);
 
-        assert_int_not_equal(ns_ino(pid, "mnt"), ns_ino(getpid(), "mnt"));
-        assert_int_not_equal(ns_ino(pid, "ipc"), ns_ino(getpid(), "ipc"));
+        assert_int_not_equal(test_ns_ino(pid, "mnt"), test_ns_ino(getpid(), "mnt"));
+        assert_int_not_equal(test_ns_ino(pid, "ipc"), test_ns_ino(getpid(), "ipc"));
 
         struct rlimit rl;
         assert_int_equal(proc_rlimit(pid, RLIMIT_FSIZE, &rl), 0);
@@ -246,10 +152,10 @@ static void test_restricted_start(void **state)
 static void test_lifecycle(void **state)
 {
         fixture *f = *state;
-        qdm_dm *dm = start(f,
-                           test_config("{\"name\": \"life\", \"machine\": \"q35\", "
-                                       "\"memory_mib\": 64}"),
-                           0);
+        qdm_dm *dm = dm_fixture_start(&f->dm,
+                                      test_config("{\"name\": \"life\", \"machine\": \"q35\", "
+                                                  "\"memory_mib\": 64}"),
+                                      0);
         /* Ready means prelaunch, asked independently on the same control connection. */
         char *json = NULL;
         assert_int_equal(qdm_qmp_execute(qdm_dm_get_qmp(dm), "query-status", NULL, 5 * USEC_PER_SEC,
@@ -258,10 +164,10 @@ static void test_lifecycle(void **state)
         assert_non_null(strstr(json, "\"prelaunch\""));
         free(json);
 
-        done d = {0};
-        assert_int_equal(qdm_dm_pause(dm, on_done, &d), -EBUSY); /* READY is paused already */
-        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_pause(dm, dm_done_cb, &d), -EBUSY); /* READY is paused already */
+        assert_int_equal(qdm_dm_resume(dm, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_RUNNING);
         assert_int_equal(qdm_qmp_execute(qdm_dm_get_qmp(dm), "query-status", NULL, 5 * USEC_PER_SEC,
                                          &json, NULL),
@@ -269,16 +175,16 @@ static void test_lifecycle(void **state)
         assert_non_null(strstr(json, "\"running\""));
         free(json);
 
-        d = (done){0};
-        assert_int_equal(qdm_dm_pause(dm, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        d = (dm_done){0};
+        assert_int_equal(qdm_dm_pause(dm, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_PAUSED);
 
         /* q35 without a guest OS ignores ACPI power-off: the grace period ends it. */
-        d = (done){0};
-        assert_int_equal(qdm_dm_shutdown(dm, 300 * USEC_PER_MSEC, on_done, &d), 0);
+        d = (dm_done){0};
+        assert_int_equal(qdm_dm_shutdown(dm, 300 * USEC_PER_MSEC, dm_done_cb, &d), 0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_STOPPING);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), -ETIMEDOUT);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), -ETIMEDOUT);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
         assert_int_equal(access(qdm_dm_get_dir(dm), F_OK), -1);
         qdm_dm_unref(dm);
@@ -287,10 +193,10 @@ static void test_lifecycle(void **state)
 static void test_shutdown_never_ran(void **state)
 {
         fixture *f = *state;
-        qdm_dm *dm = start(f, test_config("{\"name\": \"quit\"}"), 0);
-        done d = {0};
-        assert_int_equal(qdm_dm_shutdown(dm, 10 * USEC_PER_SEC, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        qdm_dm *dm = dm_fixture_start(&f->dm, test_config("{\"name\": \"quit\"}"), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_shutdown(dm, 10 * USEC_PER_SEC, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
         int status = -1;
         assert_int_equal(qdm_dm_get_exit(dm, &status), 0);
@@ -301,12 +207,12 @@ static void test_shutdown_never_ran(void **state)
 static void test_two_uids(void **state)
 {
         fixture *f = *state;
-        qdm_dm *a = start(f, test_config("{\"name\": \"a\"}"), 0);
-        qdm_dm *b = start(f, test_config("{\"name\": \"b\"}"), 0);
+        qdm_dm *a = dm_fixture_start(&f->dm, test_config("{\"name\": \"a\"}"), 0);
+        qdm_dm *b = dm_fixture_start(&f->dm, test_config("{\"name\": \"b\"}"), 0);
         assert_int_not_equal(qdm_dm_get_uid(a), qdm_dm_get_uid(b));
         assert_int_not_equal(qdm_dm_get_uid(a), 0);
         /* A name in use is refused, and the existing one is untouched. */
-        qdm_dm *dup = start(f, test_config("{\"name\": \"a\"}"), -EEXIST);
+        qdm_dm *dup = dm_fixture_start(&f->dm, test_config("{\"name\": \"a\"}"), -EEXIST);
         assert_int_equal(qdm_dm_get_state(dup), QDM_DM_FAILED);
         qdm_dm_unref(dup);
         assert_int_equal(qdm_dm_get_state(a), QDM_DM_READY);
@@ -319,10 +225,10 @@ static void test_two_uids(void **state)
 static void test_unrestricted(void **state)
 {
         fixture *f = *state;
-        qdm_dm *dm = start(f,
-                           test_config("{\"name\": \"plain\", \"restrict\": {\"mode\": "
-                                       "\"none\"}}"),
-                           0);
+        qdm_dm *dm = dm_fixture_start(&f->dm,
+                                      test_config("{\"name\": \"plain\", \"restrict\": {\"mode\": "
+                                                  "\"none\"}}"),
+                                      0);
         proc_status st;
         assert_int_equal(proc_status_read(qdm_dm_get_pid(dm), &st), 0);
         assert_int_equal(st.uid[0], geteuid());
@@ -336,13 +242,13 @@ static void test_binary_vanished(void **state)
 {
         fixture *f = *state;
         char *path = NULL;
-        assert_true(asprintf(&path, "%s/qemu-gone", f->dir) > 0);
+        assert_true(asprintf(&path, "%s/qemu-gone", f->dm.dir) > 0);
         int fd = open(path, O_WRONLY | O_CREAT, 0755);
         assert_true(fd >= 0);
         close(fd);
         qdm_config *c = test_config("{\"name\": \"gone\", \"qemu\": \"%s\"}", path);
         unlink(path);
-        qdm_dm *dm = start(f, c, -ENOENT);
+        qdm_dm *dm = dm_fixture_start(&f->dm, c, -ENOENT);
         assert_non_null(strstr(qdm_dm_get_error(dm), "qemu-gone"));
         qdm_dm_unref(dm);
         free(path);
@@ -352,10 +258,11 @@ static void test_exits_at_once(void **state)
 {
         fixture *f = *state;
         uint64_t t0 = now_usec();
-        qdm_dm *dm = start(f,
-                           test_config("{\"name\": \"bad\", \"restrict\": {\"mode\": "
-                                       "\"none\"}, \"extra_args\": [\"-no-such-option\"]}"),
-                           -ESRCH);
+        qdm_dm *dm =
+                dm_fixture_start(&f->dm,
+                                 test_config("{\"name\": \"bad\", \"restrict\": {\"mode\": "
+                                             "\"none\"}, \"extra_args\": [\"-no-such-option\"]}"),
+                                 -ESRCH);
         uint64_t took = now_usec() - t0;
         const char *e = qdm_dm_get_error(dm);
         /* How it died, and QEMU's own words. */
@@ -371,7 +278,7 @@ static char *fake_qemu(fixture *f, const char *mode)
 {
         char *fake = test_build_path("tests/fake/fake-qmp");
         char *path = NULL;
-        assert_true(asprintf(&path, "%s/qemu-%s", f->dir, mode) > 0);
+        assert_true(asprintf(&path, "%s/qemu-%s", f->dm.dir, mode) > 0);
         FILE *s = fopen(path, "w");
         assert_non_null(s);
         fprintf(s,
@@ -392,14 +299,15 @@ static void test_never_answers(void **state)
         const qdm_dm_state stuck[] = {QDM_DM_GREETING, QDM_DM_NEGOTIATING};
         for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
                 char *q = fake_qemu(f, modes[i]);
-                f->n_states = 0;
-                qdm_dm *dm = start(f,
-                                   test_config("{\"name\": \"mute\", \"qemu\": \"%s\", "
-                                               "\"start_timeout_ms\": 400, \"restrict\": "
-                                               "{\"mode\": \"none\"}}",
-                                               q),
-                                   -ETIMEDOUT);
-                assert_int_equal(f->states[f->n_states - 2], stuck[i]);
+                f->dm.n_states = 0;
+                qdm_dm *dm =
+                        dm_fixture_start(&f->dm,
+                                         test_config("{\"name\": \"mute\", \"qemu\": \"%s\", "
+                                                     "\"start_timeout_ms\": 400, \"restrict\": "
+                                                     "{\"mode\": \"none\"}}",
+                                                     q),
+                                         -ETIMEDOUT);
+                assert_int_equal(f->dm.states[f->dm.n_states - 2], stuck[i]);
                 assert_non_null(strstr(qdm_dm_get_error(dm), "not ready within 400 ms"));
                 assert_int_equal(qdm_dm_get_state(dm), QDM_DM_FAILED);
                 qdm_dm_unref(dm);
@@ -413,34 +321,33 @@ static void test_killed_between_steps(void **state)
         const qdm_dm_state steps[] = {QDM_DM_GREETING, QDM_DM_NEGOTIATING, QDM_DM_QUERYING};
         for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
                 f->kill_at = (int)steps[i];
-                f->n_states = 0;
+                f->dm.n_states = 0;
                 uint64_t t0 = now_usec();
-                qdm_dm *dm = start(f, test_config("{\"name\": \"k%zu\"}", i), -ESRCH);
+                qdm_dm *dm =
+                        dm_fixture_start(&f->dm, test_config("{\"name\": \"k%zu\"}", i), -ESRCH);
                 uint64_t took = now_usec() - t0;
                 assert_non_null(strstr(qdm_dm_get_error(dm), "killed by signal 9"));
-                assert_int_equal(f->states[f->n_states - 1], QDM_DM_FAILED);
+                assert_int_equal(f->dm.states[f->dm.n_states - 1], QDM_DM_FAILED);
                 print_message("killed at %s: failed start reported %.1f ms after start\n",
                               qdm_dm_state_to_string(steps[i]), (double)took / 1000);
                 qdm_dm_unref(dm);
         }
         /* After ready and while running: the state machine ends at EXITED. */
         f->kill_at = -1;
-        qdm_dm *dm = start(f, test_config("{\"name\": \"k-ready\"}"), 0);
+        qdm_dm *dm = dm_fixture_start(&f->dm, test_config("{\"name\": \"k-ready\"}"), 0);
         kill(qdm_dm_get_pid(dm), SIGKILL);
-        while (qdm_dm_get_state(dm) != QDM_DM_EXITED)
-                assert_true(qdm_ctx_run(f->ctx, 5 * USEC_PER_SEC) > 0);
+        dm_fixture_wait_exited(&f->dm, dm);
         int status = 0;
         assert_int_equal(qdm_dm_get_exit(dm, &status), 0);
         assert_int_equal(status, -SIGKILL);
         qdm_dm_unref(dm);
 
         f->kill_at = (int)QDM_DM_RUNNING;
-        dm = start(f, test_config("{\"name\": \"k-running\"}"), 0);
-        done d = {0};
-        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
-        (void)wait_done(f, &d, 10 * USEC_PER_SEC);
-        while (qdm_dm_get_state(dm) != QDM_DM_EXITED)
-                assert_true(qdm_ctx_run(f->ctx, 5 * USEC_PER_SEC) > 0);
+        dm = dm_fixture_start(&f->dm, test_config("{\"name\": \"k-running\"}"), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_resume(dm, dm_done_cb, &d), 0);
+        (void)dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC);
+        dm_fixture_wait_exited(&f->dm, dm);
         qdm_dm_unref(dm);
 }
 
@@ -449,12 +356,12 @@ static void test_destroy_while_starting(void **state)
         fixture *f = *state;
         qdm_dm *dm = NULL;
         qdm_config *c = test_config("{\"name\": \"early\"}");
-        assert_int_equal(qdm_dm_new(f->ctx, c, f->run_dir, &dm), 0);
+        assert_int_equal(qdm_dm_new(f->dm.ctx, c, f->dm.run_dir, &dm), 0);
         qdm_config_free(c); /* the device model keeps its own reference */
-        done d = {0};
-        assert_int_equal(qdm_dm_start(dm, on_done, &d), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_start(dm, dm_done_cb, &d), 0);
         assert_int_equal(qdm_dm_destroy(dm), 0);
-        assert_int_equal(wait_done(f, &d, 5 * USEC_PER_SEC), -ECANCELED);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 5 * USEC_PER_SEC), -ECANCELED);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_FAILED);
         qdm_dm_unref(dm);
 }

@@ -27,13 +27,12 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "dm-fixture.h"
 #include "proc.h"
 #include "qdm.h"
 #include "restrict.h"
 #include "test-support.h"
 #include "util.h"
-
-#define START_TIMEOUT (30 * USEC_PER_SEC)
 
 typedef struct seen_status {
         bool read;
@@ -41,13 +40,7 @@ typedef struct seen_status {
 } seen_status;
 
 typedef struct fixture {
-        int fds_before;
-        char *dir;     /* private temp dir */
-        char *run_dir; /* dir/run */
-        qdm_ctx *ctx;
-        pid_t pids_seen[8];
-        uid_t uids_seen[8];
-        size_t n_seen;
+        dm_fixture dm;
         /* QEMU's /proc/PID/status as the state callback saw it right after exec (GREETING)
          * and once its greeting had arrived (NEGOTIATING). */
         seen_status at_greeting, at_negotiating;
@@ -55,32 +48,26 @@ typedef struct fixture {
         char *kvm_dir;
 } fixture;
 
-static void log_stderr(int level, const char *message, void *userdata)
+static void read_status(dm_fixture *df, qdm_dm *dm, qdm_dm_state new_state)
 {
-        fprintf(stderr, "libqdm[%d]: %s\n", level, message);
+        fixture *f = (fixture *)df;
+        seen_status *seen = new_state == QDM_DM_GREETING      ? &f->at_greeting
+                            : new_state == QDM_DM_NEGOTIATING ? &f->at_negotiating
+                                                              : NULL;
+        if (seen)
+                seen->read = proc_status_read(qdm_dm_get_pid(dm), &seen->st) == 0;
 }
 
 static int setup(void **state)
 {
-        if (!test_qemu_binary()) {
-                print_message("qemu-system-x86_64 is not installed\n");
-                return -1;
-        }
         if (geteuid() != 0) {
                 print_message("jail mode needs root\n");
                 return -1;
         }
-        fixture *f = calloc(1, sizeof(*f));
-        f->fds_before = test_count_fds();
-        f->dir = test_mkdtemp("jail");
-        assert_non_null(f->dir);
-        assert_true(asprintf(&f->run_dir, "%s/run", f->dir) > 0);
-        assert_int_equal(qdm_ctx_new(&f->ctx), 0);
-        if (getenv("QDM_TEST_VERBOSE"))
-                qdm_ctx_set_log(f->ctx, 7, log_stderr, NULL);
-        f->saved_mnt_ns = -1;
-        *state = f;
-        return 0;
+        int r = dm_fixture_setup(state, sizeof(fixture), "jail", read_status);
+        if (r == 0)
+                ((fixture *)*state)->saved_mnt_ns = -1;
+        return r;
 }
 
 static void restore_kvm(fixture *f);
@@ -88,81 +75,16 @@ static void restore_kvm(fixture *f);
 static int teardown(void **state)
 {
         fixture *f = *state;
-        for (size_t i = 0; i < f->n_seen; i++) {
-                char p[64];
-                snprintf(p, sizeof(p), "/proc/%d", (int)f->pids_seen[i]);
-                if (f->pids_seen[i] > 0 && access(p, F_OK) == 0)
-                        kill(f->pids_seen[i], SIGKILL);
-        }
-        assert_int_equal(qdm_ctx_flush(f->ctx, 5 * USEC_PER_SEC), 0);
-        f->ctx = qdm_ctx_unref(f->ctx);
+        dm_fixture_stop(&f->dm);
         restore_kvm(f);
-        test_assert_no_device_models(f->run_dir, f->pids_seen, f->uids_seen, f->n_seen);
-        assert_int_equal(test_count_fds(), f->fds_before);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->run_dir);
-        free(f);
+        dm_fixture_free(&f->dm);
         return 0;
-}
-
-static void record_state(qdm_dm *dm, qdm_dm_state old_state, qdm_dm_state new_state, void *userdata)
-{
-        fixture *f = userdata;
-        seen_status *seen = new_state == QDM_DM_GREETING      ? &f->at_greeting
-                            : new_state == QDM_DM_NEGOTIATING ? &f->at_negotiating
-                                                              : NULL;
-        if (seen)
-                seen->read = proc_status_read(qdm_dm_get_pid(dm), &seen->st) == 0;
-        if (new_state == QDM_DM_GREETING && f->n_seen < ELEMENTSOF(f->pids_seen)) {
-                f->pids_seen[f->n_seen] = qdm_dm_get_pid(dm);
-                f->uids_seen[f->n_seen++] = qdm_dm_get_uid(dm);
-        }
-}
-
-typedef struct done {
-        bool called;
-        int error;
-} done;
-
-static void on_done(qdm_dm *dm, int error, void *userdata)
-{
-        done *d = userdata;
-        d->called = true;
-        d->error = error;
-}
-
-static int wait_done(fixture *f, done *d, uint64_t timeout_usec)
-{
-        uint64_t deadline = now_usec() + timeout_usec;
-        while (!d->called && now_usec() < deadline)
-                assert_true(qdm_ctx_run(f->ctx, 100 * USEC_PER_MSEC) >= 0);
-        assert_true(d->called);
-        return d->error;
 }
 
 static qdm_dm *start(fixture *f, qdm_config *config, int expect)
 {
-        qdm_dm *dm = NULL;
-        assert_int_equal(qdm_dm_new(f->ctx, config, f->run_dir, &dm), 0);
-        qdm_config_free(config);
-        qdm_dm_set_state_callback(dm, record_state, f);
         f->at_greeting.read = f->at_negotiating.read = false;
-        done d = {0};
-        assert_int_equal(qdm_dm_start(dm, on_done, &d), 0);
-        int r = wait_done(f, &d, START_TIMEOUT);
-        if (r != expect)
-                print_message("start: %d (%s): %s\n", r, strerror(-r),
-                              qdm_dm_get_error(dm) ? qdm_dm_get_error(dm) : "");
-        assert_int_equal(r, expect);
-        return dm;
-}
-
-static uint64_t ns_ino(pid_t pid, const char *ns)
-{
-        uint64_t ino = 0;
-        assert_int_equal(proc_ns_ino(pid, ns, &ino), 0);
-        return ino;
+        return dm_fixture_start(&f->dm, config, expect);
 }
 
 /* One QMP command on the device model's control connection; its return value as JSON. */
@@ -230,7 +152,7 @@ static void check_jailed(fixture *f, qdm_dm *dm, const char *name)
         assert_string_equal(root, "/");
         free(root);
         char *host_root = NULL;
-        assert_true(asprintf(&host_root, "%s/%s/root", f->run_dir, name) > 0);
+        assert_true(asprintf(&host_root, "%s/%s/root", f->dm.run_dir, name) > 0);
         struct stat sb;
         assert_int_equal(stat(host_root, &sb), 0);
         assert_int_equal(sb.st_mode & 07777, 0);
@@ -243,7 +165,7 @@ static void check_jailed(fixture *f, qdm_dm *dm, const char *name)
         free(host_root);
         const char *own[] = {"mnt", "ipc", "uts"};
         for (size_t i = 0; i < ELEMENTSOF(own); i++)
-                assert_int_not_equal(ns_ino(pid, own[i]), ns_ino(getpid(), own[i]));
+                assert_int_not_equal(test_ns_ino(pid, own[i]), test_ns_ino(getpid(), own[i]));
 
         /* Its mounts: a read-only tmpfs root first, then nothing but read-only, nosuid binds,
          * among them the binary; no /proc, /sys, /etc/passwd, /tmp, run directory. */
@@ -289,7 +211,7 @@ static void test_jail_none(void **state)
         fixture *f = *state;
         /* A marker fd without CLOEXEC: QEMU must not inherit it. */
         char *marker_path = NULL;
-        assert_true(asprintf(&marker_path, "%s/marker", f->dir) > 0);
+        assert_true(asprintf(&marker_path, "%s/marker", f->dm.dir) > 0);
         int marker = open(marker_path, O_RDWR | O_CREAT, 0600);
         assert_true(marker >= 0);
 
@@ -335,12 +257,12 @@ static void test_jail_none(void **state)
         free(marker_path);
 
         /* It runs, and shuts down cleanly. */
-        done d = {0};
-        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
-        d = (done){0};
-        assert_int_equal(qdm_dm_shutdown(dm, 10 * USEC_PER_SEC, on_done, &d), 0);
-        (void)wait_done(f, &d, 15 * USEC_PER_SEC);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_resume(dm, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
+        d = (dm_done){0};
+        assert_int_equal(qdm_dm_shutdown(dm, 10 * USEC_PER_SEC, dm_done_cb, &d), 0);
+        (void)dm_fixture_wait_done(&f->dm, &d, 15 * USEC_PER_SEC);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
         assert_int_equal(access(qdm_dm_get_dir(dm), F_OK), -1);
         qdm_dm_unref(dm);
@@ -382,7 +304,7 @@ static void test_qemu_mode_contrast(void **state)
 static char *make_image(fixture *f, const char *name, off_t size)
 {
         char *path = NULL;
-        assert_true(asprintf(&path, "%s/%s", f->dir, name) > 0);
+        assert_true(asprintf(&path, "%s/%s", f->dm.dir, name) > 0);
         int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
         assert_int_equal(ftruncate(fd, size), 0); /* sparse */
@@ -472,9 +394,9 @@ static void test_jail_q35_disks(void **state)
         assert_true(n_ro >= 1);
 
         /* The guest runs with them. */
-        done d = {0};
-        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_resume(dm, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
         qdm_dm_unref(dm);
         free(rw);
         free(ro);
@@ -495,7 +417,7 @@ static void test_jail_no_host_paths(void **state)
                                        disk),
                            0);
         char *sock = NULL;
-        assert_true(asprintf(&sock, "%s/j-paths/qmp.sock", f->run_dir) > 0);
+        assert_true(asprintf(&sock, "%s/j-paths/qmp.sock", f->dm.run_dir) > 0);
         const char *paths[] = {"/etc/passwd", disk, "/proc/self/environ", sock,
                                "/usr/bin/qemu-system-x86_64,format=raw,auto-read-only=off"};
         for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
@@ -565,7 +487,7 @@ static void test_jail_kernel_boot(void **state)
         }
         print_message("kernel: %s\n", kernel);
         char *initrd = NULL;
-        assert_true(asprintf(&initrd, "%s/initrd.img", f->dir) > 0);
+        assert_true(asprintf(&initrd, "%s/initrd.img", f->dm.dir) > 0);
         static const char initrd_data[] = "qdm initrd, bound into the jail";
         int fd = open(initrd, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         assert_true(fd >= 0);
@@ -586,9 +508,9 @@ static void test_jail_kernel_boot(void **state)
         assert_non_null(strstr(roms, "linuxboot"));
         free(roms);
 
-        done d = {0};
-        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_resume(dm, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
         if (ipxe) {
                 /* The firmware copies the kernel's protected-mode part to 1 MiB, and the
                  * initrd where the setup header (at 64 KiB for boot protocol >= 2.02) says:
@@ -633,7 +555,7 @@ static void test_jail_kernel_unreadable(void **state)
 {
         fixture *f = *state;
         char *kernel = NULL;
-        assert_true(asprintf(&kernel, "%s/vmlinuz", f->dir) > 0);
+        assert_true(asprintf(&kernel, "%s/vmlinuz", f->dm.dir) > 0);
         int fd = open(kernel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
         assert_int_equal(write(fd, "not a kernel", 12), 12);
@@ -667,8 +589,8 @@ static void test_jail_pid_net_namespaces(void **state)
                            0);
         pid_t pid = qdm_dm_get_pid(dm);
         check_jailed(f, dm, "j-ns");
-        assert_int_not_equal(ns_ino(pid, "net"), ns_ino(getpid(), "net"));
-        assert_int_not_equal(ns_ino(pid, "pid"), ns_ino(getpid(), "pid"));
+        assert_int_not_equal(test_ns_ino(pid, "net"), test_ns_ino(getpid(), "net"));
+        assert_int_not_equal(test_ns_ino(pid, "pid"), test_ns_ino(getpid(), "pid"));
 
         char path[64], line[256], nspid[256] = "";
         snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
@@ -691,8 +613,7 @@ static void test_jail_pid_net_namespaces(void **state)
 
         uint64_t t0 = now_usec();
         kill(pid, SIGKILL);
-        while (qdm_dm_get_state(dm) != QDM_DM_EXITED)
-                assert_true(qdm_ctx_run(f->ctx, 5 * USEC_PER_SEC) > 0);
+        dm_fixture_wait_exited(&f->dm, dm);
         int status = 0;
         assert_int_equal(qdm_dm_get_exit(dm, &status), 0);
         assert_int_equal(status, -SIGKILL);
@@ -773,7 +694,7 @@ static void test_jail_kvm_not_usable(void **state)
                              (unsigned)qdm_dm_get_uid(dm)) > 0);
         assert_string_equal(qdm_dm_get_error(dm), want);
         free(want);
-        assert_int_equal(f->n_seen, 0); /* refused before any QEMU ran */
+        assert_int_equal(f->dm.n_seen, 0); /* refused before any QEMU ran */
         qdm_dm_unref(dm);
 
         dm = start(f,
@@ -815,9 +736,9 @@ static void test_jail_kvm_group(void **state)
         char want[64];
         snprintf(want, sizeof(want), "\t%u \n", (unsigned)gid);
         assert_string_equal(groups, want);
-        done d = {0};
-        assert_int_equal(qdm_dm_resume(dm, on_done, &d), 0);
-        assert_int_equal(wait_done(f, &d, 10 * USEC_PER_SEC), 0);
+        dm_done d = {0};
+        assert_int_equal(qdm_dm_resume(dm, dm_done_cb, &d), 0);
+        assert_int_equal(dm_fixture_wait_done(&f->dm, &d, 10 * USEC_PER_SEC), 0);
         qdm_dm_unref(dm);
 }
 

@@ -22,8 +22,7 @@
 
 typedef struct fixture {
         int fds_before;
-        test_proc fake;
-        char *log_path;
+        test_fake_logged fake;
         qdm_ctx *ctx;
 } fixture;
 
@@ -31,13 +30,7 @@ static int fixture_start(void **state, const char *mode, const char *delay_ms)
 {
         fixture *f = calloc(1, sizeof(*f));
         f->fds_before = test_count_fds();
-        char *dir = test_mkdtemp("fakelog");
-        assert_non_null(dir);
-        assert_true(asprintf(&f->log_path, "%s/log", dir) > 0);
-        free(dir);
-        const char *extra[] = {"--log", f->log_path, delay_ms ? "--delay-ms" : NULL, delay_ms,
-                               NULL};
-        assert_int_equal(test_fake_start(mode, extra, &f->fake), 0);
+        assert_int_equal(test_fake_logged_start(mode, delay_ms, "fakelog", &f->fake), 0);
         assert_int_equal(qdm_ctx_new(&f->ctx), 0);
         *state = f;
         return 0;
@@ -79,12 +72,7 @@ static int teardown(void **state)
         fixture *f = *state;
         assert_int_equal(qdm_ctx_flush(f->ctx, 10 * USEC_PER_SEC), 0);
         f->ctx = qdm_ctx_unref(f->ctx);
-        test_proc_stop(&f->fake);
-        char *dir = strdup(f->log_path);
-        *strrchr(dir, '/') = '\0';
-        test_rm_rf(dir);
-        free(dir);
-        free(f->log_path);
+        test_fake_logged_stop(&f->fake);
         assert_int_equal(test_count_fds(), f->fds_before);
         free(f);
         return 0;
@@ -92,7 +80,7 @@ static int teardown(void **state)
 
 static bool log_contains(fixture *f, const char *needle)
 {
-        FILE *l = fopen(f->log_path, "r");
+        FILE *l = fopen(f->fake.log_path, "r");
         if (!l)
                 return false;
         char line[1024];
@@ -107,23 +95,8 @@ static qdm_qmp *connect_to(fixture *f)
 {
         qdm_qmp *q = NULL;
         assert_int_equal(qdm_qmp_new(f->ctx, &q), 0);
-        assert_int_equal(qdm_qmp_connect(q, f->fake.socket_path), 0);
+        assert_int_equal(qdm_qmp_connect(q, f->fake.proc.socket_path), 0);
         return q;
-}
-
-typedef struct result {
-        unsigned calls;
-        int error;
-        char json[256];
-} result;
-
-static void result_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
-{
-        result *r = userdata;
-        r->calls++;
-        r->error = error;
-        if (error == 0)
-                snprintf(r->json, sizeof(r->json), "%s", qdm_qmp_message_get_json(m));
 }
 
 static void run_until(fixture *f, const unsigned *counter, unsigned target, uint64_t timeout)
@@ -136,9 +109,9 @@ static void run_until(fixture *f, const unsigned *counter, unsigned target, uint
 
 static void expect_status(fixture *f, qdm_qmp *q)
 {
-        result r = {0};
+        test_result r = {0};
         assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 10 * USEC_PER_SEC,
-                                      result_cb, &r, NULL),
+                                      test_result_cb, &r, NULL),
                          0);
         run_until(f, &r.calls, 1, 10 * USEC_PER_SEC);
         assert_int_equal(r.error, 0);
@@ -173,13 +146,13 @@ static void test_never_synchronous(void **state)
         fixture *f = *state;
         qdm_qmp *q = NULL;
         ready_state rs = {0};
-        result r = {0};
+        test_result r = {0};
         assert_int_equal(qdm_qmp_new(f->ctx, &q), 0);
         qdm_qmp_set_ready_callback(q, on_ready, &rs);
         assert_int_equal(qdm_qmp_connect(q, "/nonexistent/qmp.sock"), 0);
-        assert_int_equal(
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, USEC_INFINITY, result_cb, &r, NULL),
-                0);
+        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, USEC_INFINITY,
+                                      test_result_cb, &r, NULL),
+                         0);
         assert_int_equal(rs.calls, 0);
         assert_int_equal(r.calls, 0);
         run_until(f, &rs.calls, 1, USEC_PER_SEC);
@@ -190,15 +163,15 @@ static void test_never_synchronous(void **state)
 
         /* Invalid input is refused at once and never calls back. */
         q = connect_to(f);
-        assert_int_equal(
-                qdm_qmp_send(q, "bad name!", NULL, NULL, 0, USEC_INFINITY, result_cb, &r, NULL),
-                -EINVAL);
-        assert_int_equal(
-                qdm_qmp_send(q, "x-echo", "[1,2]", NULL, 0, USEC_INFINITY, result_cb, &r, NULL),
-                -EINVAL);
-        assert_int_equal(
-                qdm_qmp_send(q, "x-echo", "{\"a\":", NULL, 0, USEC_INFINITY, result_cb, &r, NULL),
-                -EINVAL);
+        assert_int_equal(qdm_qmp_send(q, "bad name!", NULL, NULL, 0, USEC_INFINITY, test_result_cb,
+                                      &r, NULL),
+                         -EINVAL);
+        assert_int_equal(qdm_qmp_send(q, "x-echo", "[1,2]", NULL, 0, USEC_INFINITY, test_result_cb,
+                                      &r, NULL),
+                         -EINVAL);
+        assert_int_equal(qdm_qmp_send(q, "x-echo", "{\"a\":", NULL, 0, USEC_INFINITY,
+                                      test_result_cb, &r, NULL),
+                         -EINVAL);
         expect_status(f, q);
         qdm_qmp_unref(q);
 }
@@ -207,7 +180,7 @@ static void test_never_synchronous(void **state)
  * drop the last reference. */
 static void unref_in_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
 {
-        result *r = userdata;
+        test_result *r = userdata;
         r->calls++;
         r->error = error;
         qdm_qmp_unref(qmp);
@@ -217,12 +190,12 @@ static void test_queue_before_greeting_and_unref_in_callback(void **state)
 {
         fixture *f = *state;
         qdm_qmp *q = connect_to(f);
-        result r[3] = {0};
+        test_result r[3] = {0};
         assert_int_equal(qdm_qmp_send(q, "x-echo", "{\"n\": 1}", NULL, 0, 5 * USEC_PER_SEC,
-                                      result_cb, &r[0], NULL),
+                                      test_result_cb, &r[0], NULL),
                          0);
         assert_int_equal(qdm_qmp_send(q, "x-echo", "{\"n\": 2}", NULL, 0, 5 * USEC_PER_SEC,
-                                      result_cb, &r[1], NULL),
+                                      test_result_cb, &r[1], NULL),
                          0);
         assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC,
                                       unref_in_cb, &r[2], NULL),
@@ -250,13 +223,13 @@ static void test_reordered_replies(void **state)
 {
         fixture *f = *state;
         qdm_qmp *q = connect_to(f);
-        result r[10] = {0};
+        test_result r[10] = {0};
         unsigned done = 0;
         for (int i = 0; i < 10; i++) {
                 char args[32];
                 snprintf(args, sizeof(args), "{\"n\": %d}", i);
                 assert_int_equal(qdm_qmp_send(q, "x-echo", args, NULL, 0, 10 * USEC_PER_SEC,
-                                              result_cb, &r[i], NULL),
+                                              test_result_cb, &r[i], NULL),
                                  0);
         }
         uint64_t deadline = now_usec() + 10 * USEC_PER_SEC;
@@ -283,7 +256,7 @@ static void test_events_interleaved(void **state)
         assert_int_equal(qdm_qmp_new(f->ctx, &q), 0);
         qdm_qmp_set_ready_callback(q, on_ready, &rs);
         qdm_qmp_set_event_callback(q, on_event_count, &rs);
-        assert_int_equal(qdm_qmp_connect(q, f->fake.socket_path), 0);
+        assert_int_equal(qdm_qmp_connect(q, f->fake.proc.socket_path), 0);
         run_until(f, &rs.calls, 1, 5 * USEC_PER_SEC);
         assert_int_equal(rs.error, 0);
         /* X_EARLY came before negotiation finished and was still delivered. */
@@ -299,9 +272,9 @@ static void test_timeout_keeps_connection(void **state)
         fixture *f = *state;
         qdm_qmp *q = connect_to(f);
         assert_int_equal(qdm_qmp_wait_ready(q, 5 * USEC_PER_SEC), 0);
-        result slow = {0};
+        test_result slow = {0};
         assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 50 * USEC_PER_MSEC,
-                                      result_cb, &slow, NULL),
+                                      test_result_cb, &slow, NULL),
                          0);
         run_until(f, &slow.calls, 1, 5 * USEC_PER_SEC);
         assert_int_equal(slow.error, -ETIMEDOUT);
@@ -326,9 +299,9 @@ static void test_wedge_qdm_never_wedges(void **state)
         fixture *f = *state;
         for (int i = 0; i < 10; i++) {
                 qdm_qmp *q = connect_to(f);
-                result r = {0};
+                test_result r = {0};
                 assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 20 * USEC_PER_MSEC,
-                                              result_cb, &r, NULL),
+                                              test_result_cb, &r, NULL),
                                  0);
                 run_until(f, &r.calls, 1, 5 * USEC_PER_SEC);
                 assert_int_equal(r.error, -ETIMEDOUT);
@@ -347,7 +320,7 @@ static void test_wedge_naive_client_wedges(void **state)
 {
         fixture *f = *state;
         char line[4096];
-        int fd = test_raw_connect(f->fake.socket_path);
+        int fd = test_raw_connect(f->fake.proc.socket_path);
         assert_true(fd >= 0);
         assert_true(test_raw_readline(fd, line, sizeof(line), 5000) > 0);
         assert_int_equal(test_raw_send(fd, "{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n"), 0);
@@ -364,7 +337,7 @@ static void test_wedge_naive_client_wedges(void **state)
         qdm_qmp_unref(q);
         /* Our client now has qmp_capabilities outstanding on a wedged monitor: it can only be
          * released by the server going away (R3 "or when QEMU is being killed"). */
-        test_proc_stop(&f->fake);
+        test_proc_stop(&f->fake.proc);
 }
 
 /* QEMU 7.2: an abandoned reply goes to the next client, right after its greeting. */
@@ -374,15 +347,15 @@ static void test_misrouted_reply(void **state)
         int wrong = 0;
         for (int i = 0; i < 10; i++) {
                 char line[4096];
-                int fd = test_raw_connect(f->fake.socket_path);
+                int fd = test_raw_connect(f->fake.proc.socket_path);
                 assert_true(fd >= 0);
                 assert_true(test_raw_readline(fd, line, sizeof(line), 5000) > 0);
                 assert_int_equal(test_raw_send(fd, "{\"execute\":\"qmp_capabilities\"}\r\n"), 0);
                 assert_true(test_raw_readline(fd, line, sizeof(line), 5000) > 0);
                 qdm_qmp *q = connect_to(f);
-                result r = {0};
+                test_result r = {0};
                 assert_int_equal(qdm_qmp_send(q, "x-echo", "{\"mine\": true}", NULL, 0,
-                                              5 * USEC_PER_SEC, result_cb, &r, NULL),
+                                              5 * USEC_PER_SEC, test_result_cb, &r, NULL),
                                  0);
                 assert_int_equal(test_raw_send(fd, "{\"execute\":\"x-echo\",\"arguments\":"
                                                    "{\"theirs\":true},\"id\":\"1\"}\r\n"),
@@ -402,10 +375,10 @@ static void test_misrouted_reply(void **state)
 static void many_status(fixture *f, unsigned n)
 {
         qdm_qmp *q = connect_to(f);
-        result *r = calloc(n, sizeof(*r));
+        test_result *r = calloc(n, sizeof(*r));
         for (unsigned i = 0; i < n; i++)
                 assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 30 * USEC_PER_SEC,
-                                              result_cb, &r[i], NULL),
+                                              test_result_cb, &r[i], NULL),
                                  0);
         run_until(f, &r[n - 1].calls, 1, 30 * USEC_PER_SEC);
         for (unsigned i = 0; i < n; i++) {
@@ -450,12 +423,12 @@ static void test_endless_line_bounded(void **state)
         qdm_qmp *q = NULL;
         assert_int_equal(qdm_qmp_new(f->ctx, &q), 0);
         assert_int_equal(qdm_qmp_set_max_message(q, 1024 * 1024), 0);
-        assert_int_equal(qdm_qmp_connect(q, f->fake.socket_path), 0);
+        assert_int_equal(qdm_qmp_connect(q, f->fake.proc.socket_path), 0);
         assert_int_equal(qdm_qmp_wait_ready(q, 5 * USEC_PER_SEC), 0);
         long before = heap_kib();
-        result r = {0};
-        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 2 * USEC_PER_SEC, result_cb,
-                                      &r, NULL),
+        test_result r = {0};
+        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 2 * USEC_PER_SEC,
+                                      test_result_cb, &r, NULL),
                          0);
         run_until(f, &r.calls, 1, 10 * USEC_PER_SEC);
         assert_int_equal(r.error, -ETIMEDOUT);
@@ -465,7 +438,7 @@ static void test_endless_line_bounded(void **state)
         assert_true(after - before < 8 * 1024);
         qdm_qmp_unref(q);
         /* The reply never ends: only the server going away releases the connection. */
-        test_proc_stop(&f->fake);
+        test_proc_stop(&f->fake.proc);
 }
 
 static void test_event_flood(void **state)
@@ -475,7 +448,7 @@ static void test_event_flood(void **state)
         ready_state rs = {0};
         assert_int_equal(qdm_qmp_new(f->ctx, &q), 0);
         qdm_qmp_set_event_callback(q, on_event_count, &rs);
-        assert_int_equal(qdm_qmp_connect(q, f->fake.socket_path), 0);
+        assert_int_equal(qdm_qmp_connect(q, f->fake.proc.socket_path), 0);
         assert_int_equal(qdm_qmp_wait_ready(q, 5 * USEC_PER_SEC), 0);
         long before = heap_kib();
         expect_status(f, q);
@@ -494,9 +467,9 @@ static void expect_rejected_reply(fixture *f)
 {
         qdm_qmp *q = connect_to(f);
         assert_int_equal(qdm_qmp_wait_ready(q, 5 * USEC_PER_SEC), 0);
-        result r = {0};
+        test_result r = {0};
         assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 500 * USEC_PER_MSEC,
-                                      result_cb, &r, NULL),
+                                      test_result_cb, &r, NULL),
                          0);
         run_until(f, &r.calls, 1, 5 * USEC_PER_SEC);
         /* The reply was unusable (and dropped), so the command timed out. */
@@ -508,7 +481,7 @@ static void expect_rejected_reply(fixture *f)
         /* R3: its reply can never be matched now, so the connection keeps draining until the
          * peer goes away; it is not closed early. */
         assert_int_equal(qdm_ctx_flush(f->ctx, 200 * USEC_PER_MSEC), -ETIMEDOUT);
-        test_proc_stop(&f->fake);
+        test_proc_stop(&f->fake.proc);
         assert_int_equal(qdm_ctx_flush(f->ctx, 5 * USEC_PER_SEC), 0);
 }
 
@@ -551,12 +524,12 @@ static void test_close_mid_message(void **state)
         qdm_qmp *q = connect_to(f);
         disconnect_state d = {0};
         qdm_qmp_set_disconnect_callback(q, on_disconnect, &d);
-        result r[2] = {0};
-        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb,
-                                      &r[0], NULL),
+        test_result r[2] = {0};
+        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC,
+                                      test_result_cb, &r[0], NULL),
                          0);
-        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb,
-                                      &r[1], NULL),
+        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC,
+                                      test_result_cb, &r[1], NULL),
                          0);
         run_until(f, &d.calls, 1, 5 * USEC_PER_SEC);
         assert_int_equal(d.error, -ECONNRESET);
@@ -576,9 +549,9 @@ static void test_host_loop_embedding(void **state)
 {
         fixture *f = *state;
         qdm_qmp *q = connect_to(f);
-        result r = {0};
-        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb,
-                                      &r, NULL),
+        test_result r = {0};
+        assert_int_equal(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC,
+                                      test_result_cb, &r, NULL),
                          0);
         uint64_t t = 0;
         assert_int_equal(qdm_ctx_get_timeout(f->ctx, &t), 0);

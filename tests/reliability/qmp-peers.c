@@ -51,49 +51,13 @@ static unsigned failures;
                 (bool)(cond);                                           \
         })
 
-typedef struct result {
-        unsigned calls;
-        int error;
-        char json[256];
-} result;
-
-static void result_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
+static int fake_start(test_fake_logged *f, const char *mode, const char *delay_ms)
 {
-        result *r = userdata;
-        r->calls++;
-        r->error = error;
-        if (error == 0)
-                snprintf(r->json, sizeof(r->json), "%s", qdm_qmp_message_get_json(m));
-}
-
-typedef struct fake {
-        test_proc proc;
-        char *log_path;
-        char *log_dir;
-} fake;
-
-static int fake_start(fake *f, const char *mode, const char *delay_ms)
-{
-        memset(f, 0, sizeof(*f));
-        f->log_dir = test_mkdtemp("rel-peers");
-        if (!f->log_dir || asprintf(&f->log_path, "%s/log", f->log_dir) < 0)
-                return -ENOMEM;
-        const char *extra[] = {"--log", f->log_path, delay_ms ? "--delay-ms" : NULL, delay_ms,
-                               NULL};
-        return test_fake_start(mode, extra, &f->proc);
-}
-
-static void fake_stop(fake *f)
-{
-        test_proc_stop(&f->proc);
-        test_rm_rf(f->log_dir);
-        free(f->log_dir);
-        free(f->log_path);
-        memset(f, 0, sizeof(*f));
+        return test_fake_logged_start(mode, delay_ms, "rel-peers", f);
 }
 
 /* Lines of the fake's log that start with prefix. */
-static unsigned log_count(fake *f, const char *prefix)
+static unsigned log_count(test_fake_logged *f, const char *prefix)
 {
         FILE *l = fopen(f->log_path, "re");
         char line[1024];
@@ -105,7 +69,7 @@ static unsigned log_count(fake *f, const char *prefix)
         return n;
 }
 
-static qdm_qmp *connect_to(qdm_ctx *ctx, fake *f)
+static qdm_qmp *connect_to(qdm_ctx *ctx, test_fake_logged *f)
 {
         qdm_qmp *q = NULL;
         if (qdm_qmp_new(ctx, &q) < 0 || qdm_qmp_connect(q, f->proc.socket_path) < 0) {
@@ -121,7 +85,7 @@ static void test_wedge(unsigned cycles)
 {
         unsigned before = failures;
         int fds_before = test_count_fds();
-        fake f;
+        test_fake_logged f;
         CHECK(fake_start(&f, "wedge", "2") == 0, "wedge: cannot start the fake");
         qdm_ctx *ctx = NULL;
         qdm_ctx_new(&ctx);
@@ -143,9 +107,9 @@ static void test_wedge(unsigned cycles)
                         qdm_qmp_unref(q);
                         break;
                 }
-                result res = {0};
-                CHECK(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 1 * USEC_PER_MSEC, result_cb,
-                                   &res, NULL) == 0,
+                test_result res = {0};
+                CHECK(qdm_qmp_send(q, "query-status", NULL, NULL, 0, 1 * USEC_PER_MSEC,
+                                   test_result_cb, &res, NULL) == 0,
                       "wedge: send refused");
                 CHECK(RUN_UNTIL(ctx, res.calls > 0, 5 * USEC_PER_SEC), "wedge: no callback");
                 if (res.error == -ETIMEDOUT)
@@ -181,7 +145,7 @@ static void test_wedge(unsigned cycles)
         CHECK(wedged == 0, "wedge: the fake logged WEDGED %u times", wedged);
         CHECK(drops == 0, "wedge: %u replies were dropped or unsent (a client hung up early)",
               drops);
-        fake_stop(&f);
+        test_fake_logged_stop(&f);
         CHECK(test_count_fds() == fds_before, "wedge: %d fds, %d before", test_count_fds(),
               fds_before);
         printf("%-12s cycles %6u  failures %u  wedges %u  timed out %u, answered in time %u  "
@@ -212,7 +176,7 @@ static void test_misroute(unsigned runs)
 {
         unsigned before = failures;
         int fds_before = test_count_fds();
-        fake f;
+        test_fake_logged f;
         CHECK(fake_start(&f, "misroute", "2") == 0, "misroute: cannot start the fake");
         qdm_ctx *ctx = NULL;
         qdm_ctx_new(&ctx);
@@ -235,16 +199,16 @@ static void test_misroute(unsigned runs)
                         theirs, sizeof(theirs),
                         "{\"execute\":\"x-echo\",\"arguments\":{\"theirs\":%u},\"id\":\"a%u\"}\r\n",
                         i, i);
-                result res = {0};
+                test_result res = {0};
                 unsigned order = (unsigned)random() % 3;
                 if (order == 0) /* ours queued before theirs is even sent */
-                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC, result_cb,
-                                           &res, NULL) == 0,
+                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC,
+                                           test_result_cb, &res, NULL) == 0,
                               "misroute: send");
                 CHECK(test_raw_send(a, theirs) == 0, "misroute: naive send");
                 if (order == 1)
-                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC, result_cb,
-                                           &res, NULL) == 0,
+                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC,
+                                           test_result_cb, &res, NULL) == 0,
                               "misroute: send");
                 /* Hang up after 0-4 ms: before, during or after the 2 ms execution. */
                 rel_sleep_usec(rel_random_usec(4000));
@@ -254,8 +218,8 @@ static void test_misroute(unsigned runs)
                         uint64_t until = now_usec() + rel_random_usec(3000);
                         while (now_usec() < until)
                                 (void)qdm_ctx_run(ctx, 500);
-                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC, result_cb,
-                                           &res, NULL) == 0,
+                        CHECK(qdm_qmp_send(q, "x-echo", mine, NULL, 0, 10 * USEC_PER_SEC,
+                                           test_result_cb, &res, NULL) == 0,
                               "misroute: send");
                 }
                 CHECK(RUN_UNTIL(ctx, res.calls > 0, 15 * USEC_PER_SEC), "misroute run %u: no reply",
@@ -275,7 +239,7 @@ static void test_misroute(unsigned runs)
         CHECK(qdm_ctx_flush(ctx, 10 * USEC_PER_SEC) == 0, "misroute: still draining");
         qdm_ctx_unref(ctx);
         unsigned misrouted = log_count(&f, "MISROUTE");
-        fake_stop(&f);
+        test_fake_logged_stop(&f);
         CHECK(test_count_fds() == fds_before, "misroute: fd leak");
         printf("%-12s runs   %6u  failures %u  wrong answers %u  replies misrouted to the qdm "
                "client by the server %u, dropped by it as not its own %u\n",
@@ -316,14 +280,14 @@ static void on_event_count(qdm_qmp *qmp, const qdm_qmp_message *ev, void *userda
 static void hostile_cycle(hostile *h, qdm_ctx *ctx)
 {
         unsigned *fc = &h->failures;
-        fake f;
+        test_fake_logged f;
         if (fake_start(&f, h->mode, h->delay_ms) < 0) {
                 rel_fail(fc, "%s: cannot start the fake", h->mode);
                 return;
         }
         qdm_qmp *q = connect_to(ctx, &f);
         if (!q) {
-                fake_stop(&f);
+                test_fake_logged_stop(&f);
                 return;
         }
         uint64_t events = 0;
@@ -334,17 +298,17 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
         if (r < 0) {
                 rel_fail(fc, "%s: negotiation: %s", h->mode, strerror(-r));
                 qdm_qmp_unref(q);
-                fake_stop(&f);
+                test_fake_logged_stop(&f);
                 return;
         }
-        result res[2] = {{0}};
+        test_result res[2] = {{0}};
         qdm_qmp_stats st = {0};
         bool kill_server = false;
         if (strcmp(h->mode, "endless") == 0 || strcmp(h->mode, "deep") == 0 ||
             strcmp(h->mode, "badutf8") == 0) {
                 /* The reply never completes or is unusable: the command times out; the
                  * connection stays (R3) until the peer goes away. */
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 300 * USEC_PER_MSEC, result_cb,
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 300 * USEC_PER_MSEC, test_result_cb,
                              &res[0], NULL);
                 if (!RUN_UNTIL(ctx, res[0].calls > 0, 10 * USEC_PER_SEC))
                         rel_fail(fc, "%s: hang: no callback within 10 s", h->mode);
@@ -357,14 +321,14 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
                 kill_server = true;
         } else if (strcmp(h->mode, "flood") == 0) {
                 uint64_t t0 = now_usec();
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 10 * USEC_PER_SEC, result_cb,
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 10 * USEC_PER_SEC, test_result_cb,
                              &res[0], NULL);
                 /* Read through the flood; then a command is still answered. */
                 uint64_t until = t0 + (uint64_t)atoi(h->delay_ms) * USEC_PER_MSEC;
                 while (now_usec() < until)
                         (void)qdm_ctx_run(ctx, 20 * USEC_PER_MSEC);
                 double secs = (double)(now_usec() - t0) / 1e6;
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 10 * USEC_PER_SEC, result_cb,
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 10 * USEC_PER_SEC, test_result_cb,
                              &res[1], NULL);
                 if (!RUN_UNTIL(ctx, res[0].calls && res[1].calls, 10 * USEC_PER_SEC))
                         rel_fail(fc, "flood: commands not answered");
@@ -379,8 +343,8 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
                         rel_fail(fc, "flood: %llu events counted, %llu delivered",
                                  (unsigned long long)st.events, (unsigned long long)events);
         } else if (strcmp(h->mode, "stale") == 0 || strcmp(h->mode, "greet-twice") == 0) {
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb, &res[0],
-                             NULL);
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, test_result_cb,
+                             &res[0], NULL);
                 if (!RUN_UNTIL(ctx, res[0].calls > 0, 10 * USEC_PER_SEC))
                         rel_fail(fc, "%s: hang", h->mode);
                 else if (res[0].error != 0 || !strstr(res[0].json, "prelaunch"))
@@ -397,8 +361,8 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
                 /* One command: half its reply, then the server closes. (With a second
                  * command written after the close, that write fails first and the error is
                  * -EPIPE, also "the peer hung up"; test-qmp-fake.c covers queued ones.) */
-                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, result_cb, &res[0],
-                             NULL);
+                qdm_qmp_send(q, "query-status", NULL, NULL, 0, 5 * USEC_PER_SEC, test_result_cb,
+                             &res[0], NULL);
                 if (!RUN_UNTIL(ctx, d.calls > 0 && res[0].calls, 10 * USEC_PER_SEC))
                         rel_fail(fc, "close-mid: hang");
                 if (d.error != -ECONNRESET || res[0].error != -ECONNRESET)
@@ -421,7 +385,7 @@ static void hostile_cycle(hostile *h, qdm_ctx *ctx)
         }
         if (qdm_ctx_flush(ctx, 5 * USEC_PER_SEC) != 0)
                 rel_fail(fc, "%s: still draining 5 s after the peer went away", h->mode);
-        fake_stop(&f);
+        test_fake_logged_stop(&f);
 }
 
 static void test_hostile(unsigned cycles)

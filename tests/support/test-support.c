@@ -248,6 +248,33 @@ int test_fake_start(const char *mode, const char *const *extra_args, test_proc *
         return test_proc_start((char *const *)argv, "fake", ret);
 }
 
+int test_fake_logged_start(const char *mode, const char *delay_ms, const char *tag,
+                           test_fake_logged *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        ret->proc.pid = -1;
+        ret->proc.pidfd = -1;
+        ret->log_dir = test_mkdtemp(tag);
+        if (!ret->log_dir)
+                return -errno;
+        if (asprintf(&ret->log_path, "%s/log", ret->log_dir) < 0) {
+                ret->log_path = NULL;
+                return -ENOMEM;
+        }
+        const char *extra[] = {"--log", ret->log_path, delay_ms ? "--delay-ms" : NULL, delay_ms,
+                               NULL};
+        return test_fake_start(mode, extra, &ret->proc);
+}
+
+void test_fake_logged_stop(test_fake_logged *f)
+{
+        test_proc_stop(&f->proc);
+        test_rm_rf(f->log_dir);
+        free(f->log_dir);
+        free(f->log_path);
+        f->log_dir = f->log_path = NULL;
+}
+
 int test_proc_wait(test_proc *p, int timeout_ms)
 {
         struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
@@ -328,6 +355,22 @@ int test_raw_send(int fd, const char *text)
                 len -= (size_t)k;
         }
         return 0;
+}
+
+void test_result_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
+{
+        test_result *r = userdata;
+        r->calls++;
+        r->error = error;
+        if (error == 0)
+                snprintf(r->json, sizeof(r->json), "%s", qdm_qmp_message_get_json(m));
+}
+
+uint64_t test_ns_ino(pid_t pid, const char *ns)
+{
+        uint64_t ino = 0;
+        assert_int_equal(proc_ns_ino(pid, ns, &ino), 0);
+        return ino;
 }
 
 struct qdm_config *test_config(const char *fmt, ...)

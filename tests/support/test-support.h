@@ -49,6 +49,36 @@ int test_proc_stop(test_proc *p);
 /* Wait up to timeout_ms for the process to exit by itself; returns 0 or -ETIMEDOUT. */
 int test_proc_wait(test_proc *p, int timeout_ms);
 
+/* The fake QMP server in the given mode (and --delay-ms delay_ms, unless NULL), logging what
+ * it does to log_path, a file in a fresh private directory named after tag. Returns 0 or a
+ * negative errno; test_fake_logged_stop() undoes what it did either way. */
+typedef struct test_fake_logged {
+        test_proc proc;
+        char *log_dir;
+        char *log_path;
+} test_fake_logged;
+
+int test_fake_logged_start(const char *mode, const char *delay_ms, const char *tag,
+                           test_fake_logged *ret);
+/* test_proc_stop() (again, if the test stopped it already), and remove the log. */
+void test_fake_logged_stop(test_fake_logged *f);
+
+/* A QMP command's outcome (qdm_qmp_reply_fn): test_result_cb with a test_result as userdata
+ * counts the calls and keeps the error and the reply's JSON (truncated). */
+struct qdm_qmp;
+struct qdm_qmp_message;
+typedef struct test_result {
+        unsigned calls;
+        int error;
+        char json[256];
+} test_result;
+
+void test_result_cb(struct qdm_qmp *qmp, int error, const struct qdm_qmp_message *m,
+                    void *userdata);
+
+/* The inode of pid's namespace ns ("mnt", "ipc", ...); fails the test when unreadable. */
+uint64_t test_ns_ino(pid_t pid, const char *ns);
+
 /* A configuration from printf-style JSON text; fails the test (with the parser's message)
  * when it does not parse. The caller frees it with qdm_config_free(). */
 struct qdm_config;
