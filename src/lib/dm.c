@@ -282,6 +282,8 @@ static void teardown(qdm_dm *dm)
                         ctx_log(dm->ctx, LOG_ERR_LEVEL,
                                 "dm %s: cannot kill processes of uid %u: %s", dm->model->name,
                                 (unsigned)dm->uid, strerror(-r));
+                else
+                        (void)uid_mark_clean(dm->uid_lock_fd); /* spares the next one a scan */
         }
         dm->control = qdm_qmp_unref(dm->control);
         dm->events = qdm_qmp_unref(dm->events);

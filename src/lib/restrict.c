@@ -735,6 +735,52 @@ static int id_used_by_process(uid_t id)
         return 0;
 }
 
+#define UID_CLEAN_MARK "clean "
+
+/* This boot's id, "clean " before it: a mark from another boot is not this one's. */
+static int clean_mark(char buf[static 64])
+{
+        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        size_t k = strlen(UID_CLEAN_MARK);
+        memcpy(buf, UID_CLEAN_MARK, k);
+        ssize_t n = read(fd, buf + k, 64 - k - 1);
+        if (n < 0)
+                return negative_errno();
+        if (n < 32)
+                return -EIO;
+        buf[k + (size_t)n] = '\0';
+        return (int)(k + (size_t)n);
+}
+
+/* True if the lock file held through FD carries this boot's clean mark. */
+static bool lock_is_clean(int fd)
+{
+        char want[64], have[64];
+        int k = clean_mark(want);
+        if (k < 0)
+                return false;
+        ssize_t n = pread(fd, have, sizeof(have), 0);
+        return n == k && memcmp(have, want, (size_t)k) == 0;
+}
+
+int uid_mark_clean(int lock_fd)
+{
+        char mark[64];
+        int k = clean_mark(mark);
+
+        assert_return(lock_fd >= 0, -EBADF);
+        if (k < 0)
+                return k;
+        if (ftruncate(lock_fd, 0) < 0)
+                return negative_errno();
+        ssize_t n = pwrite(lock_fd, mark, (size_t)k, 0);
+        if (n < 0)
+                return negative_errno();
+        return n == k ? 0 : -EIO;
+}
+
 /* 1 if FD now holds the right lock on uid ID and ID is usable, 0 if not, <0 on error. The lock
  * is taken before the checks: so that no other qdm can start a process of ID between our check
  * and our use of it, and so that a uid another device model holds costs one flock() instead of
@@ -755,10 +801,14 @@ static int uid_lock(int fd, uid_t id, bool share)
                 return 1;
         }
         /* Nobody else holds it: an account's id is never ours, and any process of ID is a
-         * stranger or a leftover. Dropping the lock (by closing FD) leaves an empty lock file,
-         * which is harmless. */
+         * stranger or a leftover, unless its last holder swept it and said so (the mark is
+         * consumed here: whoever holds it next must say so again). Dropping the lock (by
+         * closing FD) leaves the lock file, which is harmless. */
+        bool clean = lock_is_clean(fd);
+        if (clean && ftruncate(fd, 0) < 0)
+                return negative_errno();
         r = id_is_account(id);
-        if (r == 0)
+        if (r == 0 && !clean)
                 r = id_used_by_process(id);
         if (r != 0)
                 return r < 0 ? r : 0;

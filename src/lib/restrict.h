@@ -159,6 +159,18 @@ int restrict_make_empty_root(const char *path);
 int uid_alloc(const char *lock_dir, uid_t min, uid_t max, bool share, uid_t *ret_uid,
               int *ret_lock_fd);
 
+/* Name:    uid_mark_clean
+ * Desc:    Record in a uid's lock file, held exclusively through LOCK_FD, that no process of
+ *          the uid is left: call it after uid_kill_all() returned 0, just before releasing
+ *          the lock. The next exclusive uid_alloc() of the uid then skips its /proc scan (the
+ *          cost of which grows with the host's process count) and consumes the mark, so a
+ *          holder that dies without calling this (a crashed supervisor whose QEMU lives on)
+ *          leaves the uid to be scanned. The mark names the boot it was made in. It trusts,
+ *          as systemd's dynamic users and libxl do, that nothing outside qdm starts processes
+ *          with uids of qdm's range; NSS is still asked on every allocation.
+ * Returns: 0, or a negative errno (then no mark, and the next allocation scans). */
+int uid_mark_clean(int lock_fd);
+
 /* Name:    uid_kill_all
  * Desc:    Make sure no process of UID survives. A forked helper takes UID as its real,
  *          effective and saved uid and calls kill(-1, SIGKILL), which reaches every process

@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -143,9 +144,17 @@ static void test_restricted_start(void **state)
         assert_int_equal(stat(qdm_dm_get_dir(dm), &sb), 0);
         assert_int_equal(sb.st_mode & 0777, 0700);
 
+        /* While held, the uid's lock file carries no clean mark (the allocation consumed any);
+         * after destroy's sweep it does, so the next holder may skip the /proc scan. */
+        char lock_path[PATH_MAX], mark[64] = "";
+        snprintf(lock_path, sizeof(lock_path), "%s/uid-%u.lock", QDM_UID_LOCK_DIR,
+                 (unsigned)qdm_dm_get_uid(dm));
+        assert_int_equal(test_read_file(lock_path, mark, sizeof(mark)), 0);
         assert_int_equal(qdm_dm_destroy(dm), 0);
         assert_int_equal(qdm_dm_get_state(dm), QDM_DM_EXITED);
         assert_int_equal(access(qdm_dm_get_dir(dm), F_OK), -1);
+        assert_true(test_read_file(lock_path, mark, sizeof(mark)) > 0);
+        assert_true(strncmp(mark, "clean ", 6) == 0);
         qdm_dm_unref(dm);
 }
 

@@ -420,3 +420,17 @@ void test_assert_no_device_models(const char *run_dir, const pid_t *pids, const 
                 closedir(d);
         }
 }
+
+ssize_t test_read_file(const char *path, char *buf, size_t size)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, size - 1);
+        int e = errno;
+        close(fd);
+        if (n < 0)
+                return -e;
+        buf[n] = '\0';
+        return n;
+}

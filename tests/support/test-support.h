@@ -95,3 +95,7 @@ int test_raw_connect(const char *path);
 /* Read one line (without the newline) into buf; returns its length, 0 on EOF, -ETIMEDOUT. */
 ssize_t test_raw_readline(int fd, char *buf, size_t size, int timeout_ms);
 int test_raw_send(int fd, const char *text);
+
+/* Read at most size - 1 bytes of PATH into BUF, NUL-terminated. Returns the byte count, or a
+ * negative errno. */
+ssize_t test_read_file(const char *path, char *buf, size_t size);

@@ -146,6 +146,34 @@ static int become(uid_t uid)
         return 0;
 }
 
+/* A child that becomes UID (after naming itself NAME, if not NULL) and waits to be killed; the
+ * caller kills and reaps it with stop_stranger(). */
+static pid_t start_stranger(uid_t uid, const char *name)
+{
+        int ready[2];
+        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (name)
+                        (void)prctl(PR_SET_NAME, name);
+                if (become(uid) < 0 || write(ready[1], "r", 1) != 1)
+                        _exit(10);
+                for (;;)
+                        pause();
+        }
+        wait_ready(ready[0]);
+        close(ready[0]);
+        close(ready[1]);
+        return pid;
+}
+
+static void stop_stranger(pid_t pid)
+{
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+}
+
 /* ---- the restriction, applied to the probe ---------------------------------------------- */
 
 static void assert_rlimit(pid_t pid, int resource, rlim_t cur, rlim_t max)
@@ -578,32 +606,60 @@ static void test_uid_alloc_skips_live_process(void **state)
 {
         const char *dir = test_shared_uid_lock_dir();
         uid_t u, c;
-        int lu, lc, ready[2];
+        int lu, lc;
 
         (void)state;
         REQUIRE_ROOT();
         alloc_shared_uid(&u, &lu);
         /* Released before forking: a forked child would hold the flock too. */
         close(lu);
-        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                if (become(u) < 0 || write(ready[1], "r", 1) != 1)
-                        _exit(10);
-                for (;;)
-                        pause();
-        }
-        wait_ready(ready[0]);
+        pid_t pid = start_stranger(u, NULL);
         /* The lock is free, but a process of u exists. */
         assert_int_equal(uid_alloc(dir, u, u, false, &c, &lc), -ENOSPC);
         assert_int_equal(uid_alloc(dir, u, u, true, &c, &lc), -ENOSPC);
-        kill(pid, SIGKILL);
-        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        stop_stranger(pid);
         assert_int_equal(uid_alloc(dir, u, u, false, &c, &lc), 0);
         close(lc);
-        close(ready[0]);
-        close(ready[1]);
+}
+
+/* A uid released with the clean mark is handed out again without the /proc scan, once: the
+ * mark is consumed, so a holder that dies without marking leaves the uid to be scanned. */
+static void test_uid_alloc_clean_mark(void **state)
+{
+        const char *dir = test_shared_uid_lock_dir();
+        uid_t u, c;
+        int lu, lc;
+        char path[4096], buf[128];
+
+        (void)state;
+        REQUIRE_ROOT();
+        alloc_shared_uid(&u, &lu);
+        assert_int_equal(uid_mark_clean(lu), 0);
+        snprintf(path, sizeof(path), "%s/uid-%u.lock", dir, (unsigned)u);
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        assert_true(strncmp(buf, "clean ", 6) == 0);
+        close(lu);
+
+        /* What the mark trusts: nothing outside qdm starts a process of the uid meanwhile. Such a
+         * process is not looked for while the mark stands... */
+        pid_t pid = start_stranger(u, NULL);
+        assert_int_equal(uid_alloc(dir, u, u, false, &c, &lc), 0);
+        assert_int_equal(c, u);
+        /* ...and the allocation consumed the mark: released without one, the uid is scanned
+         * again and the process found. */
+        close(lc);
+        assert_int_equal(uid_alloc(dir, u, u, false, &c, &lc), -ENOSPC);
+        /* A mark from another boot is no mark. */
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        assert_true(fd >= 0);
+        const char *other = "clean 00000000-0000-0000-0000-000000000000\n";
+        assert_int_equal(write(fd, other, strlen(other)), (ssize_t)strlen(other));
+        close(fd);
+        assert_int_equal(uid_alloc(dir, u, u, false, &c, &lc), -ENOSPC);
+        stop_stranger(pid);
 }
 
 /* ---- killing every process of a uid -------------------------------------------------------- */
@@ -781,7 +837,7 @@ static void test_proc_ids(void **state)
         pid_t *pids = NULL;
         size_t n = 0, compared = 0;
         uid_t u;
-        int lock, ready[2];
+        int lock;
         proc_ids ids;
 
         (void)state;
@@ -803,26 +859,13 @@ static void test_proc_ids(void **state)
         REQUIRE_ROOT();
         alloc_shared_uid(&u, &lock);
         close(lock);
-        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                (void)prctl(PR_SET_NAME, "\nUid:\t0\t0\t0\t0\nGid:\t0");
-                if (become(u) < 0 || write(ready[1], "r", 1) != 1)
-                        _exit(10);
-                for (;;)
-                        pause();
-        }
-        wait_ready(ready[0]);
+        pid_t pid = start_stranger(u, "\nUid:\t0\t0\t0\t0\nGid:\t0");
         assert_int_equal(proc_ids_read(pid, &ids), 0);
         for (int k = 0; k < _PROC_ID_MAX; k++) {
                 assert_int_equal(ids.uid[k], u);
                 assert_int_equal(ids.gid[k], u);
         }
-        kill(pid, SIGKILL);
-        assert_int_equal(waitpid(pid, NULL, 0), pid);
-        close(ready[0]);
-        close(ready[1]);
+        stop_stranger(pid);
 }
 
 int main(void)
@@ -836,6 +879,7 @@ int main(void)
                 leak_checked_test(test_uid_alloc),
                 leak_checked_test(test_uid_alloc_share),
                 leak_checked_test(test_uid_alloc_skips_live_process),
+                leak_checked_test(test_uid_alloc_clean_mark),
                 leak_checked_test(test_uid_kill_all),
                 leak_checked_test(test_uid_kill_all_refuses_root),
                 leak_checked_test(test_proc_self),
