@@ -349,6 +349,52 @@ def kvm_usable():
 
 
 JAIL_KVM = None   # jail_kvm()'s answer, decided once per run (other users' tests change /dev/kvm)
+KVM_CHANGED = None  # (uid, gid, mode before, gid, mode we set) while kvm_udev_default() holds
+KVM_NOTE = None     # what kvm_udev_default() did, for the report
+
+
+def kvm_udev_default():
+    """Give /dev/kvm udev's default on Debian (group kvm, mode 0660: 50-udev-default.rules)
+    for the run when this host, which has no udev, left it root:root 0600: a jailed QEMU runs
+    as its own uid and could otherwise not use KVM at all (and libvirt's QEMU, as its own
+    user, neither). Restored by kvm_restore() if nobody changed it meanwhile. BENCH_KVM_UDEV=0
+    leaves /dev/kvm alone (mode jail is then measured with TCG only)."""
+    global KVM_CHANGED, KVM_NOTE
+    if os.environ.get("BENCH_KVM_UDEV", "1") == "0" or not kvm_usable():
+        return
+    try:
+        import grp
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+        st = os.stat("/dev/kvm")
+    except (KeyError, OSError):
+        return
+    mode = st.st_mode & 0o7777
+    if st.st_gid == kvm_gid and (mode & 0o060) == 0o060:
+        return
+    new_mode = mode | 0o060
+    os.chown("/dev/kvm", -1, kvm_gid)
+    os.chmod("/dev/kvm", new_mode)
+    KVM_CHANGED = (st.st_uid, st.st_gid, mode, kvm_gid, new_mode)
+    KVM_NOTE = ("/dev/kvm was gid %d mode %04o (this host has no udev); it was given udev's default, "
+                "group kvm mode %04o, for the run and restored at the end (BENCH_KVM_UDEV=0 to "
+                "leave it)" % (st.st_gid, mode, new_mode))
+
+
+def kvm_restore():
+    global KVM_CHANGED
+    if not KVM_CHANGED:
+        return
+    uid, gid, mode, our_gid, our_mode = KVM_CHANGED
+    try:
+        st = os.stat("/dev/kvm")
+        if st.st_gid == our_gid and (st.st_mode & 0o7777) == our_mode:
+            os.chown("/dev/kvm", uid, gid)
+            os.chmod("/dev/kvm", mode)
+        else:
+            log("/dev/kvm was changed by someone else during the run; left as it is")
+    except OSError as e:
+        log("cannot restore /dev/kvm: %s" % e)
+    KVM_CHANGED = None
 
 
 def jail_kvm():
@@ -375,8 +421,8 @@ def _jail_kvm():
         group = str(st.st_gid)
     return False, ("/dev/kvm is root:%s mode %04o on this host, so a jailed QEMU (its own uid, no "
                    "capabilities) cannot open it and qdm refuses accel kvm in mode jail; the fix "
-                   "(`chgrp kvm /dev/kvm && chmod 0660 /dev/kvm`, Debian's default) is a host "
-                   "change this benchmark does not make" % (group, st.st_mode & 0o7777))
+                   "(`chgrp kvm /dev/kvm && chmod 0660 /dev/kvm`, Debian's default) is one this "
+                   "benchmark makes for the run unless BENCH_KVM_UDEV=0" % (group, st.st_mode & 0o7777))
 
 
 def facts():
@@ -1307,6 +1353,7 @@ plot %s using 1:2:3:4 with yerrorlines lw 2 pt 7 lc rgb '#3a6ea5' title 'qdm cre
 
 def cleanup():
     libvirt_cleanup()
+    kvm_restore()
     release_raw()
     if RUN_DIR and os.path.isdir(RUN_DIR):
         p = subprocess.run(qdm("list"), capture_output=True, text=True)
@@ -1412,6 +1459,8 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
                      ", ".join(f.get("busy_end", [])) or "none above 5%"))
     w("| files | run directory and the raw launchers' directories under %s (%s; qdm's default /run/qdm "
       "is tmpfs on a normal host) |" % (TMP_BASE, fs_type(TMP_BASE)))
+    if KVM_NOTE:
+        w("| /dev/kvm | %s |" % KVM_NOTE)
     jk = jail_kvm()
     if not jk[0]:
         w("| mode jail | measured with TCG only: %s |" % jk[1])
@@ -1920,6 +1969,7 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     try:
         build()
+        kvm_udev_default()
         f = facts()
     except Failure as e:
         print("bench: %s" % e, file=sys.stderr)
