@@ -524,7 +524,8 @@ static void test_jail_kernel_boot(void **state)
                 assert_int_equal(pread(fd, want, sizeof(want), prot), (ssize_t)sizeof(want));
                 close(fd);
                 bool kernel_seen = false, initrd_seen = false;
-                for (int i = 0; i < 100 && !(kernel_seen && initrd_seen); i++) {
+                /* Up to 30 s: TCG under a loaded CI machine (or ASan) is slow to get there. */
+                for (int i = 0; i < 600 && !(kernel_seen && initrd_seen); i++) {
                         usleep(50 * 1000);
                         kernel_seen =
                                 guest_read(dm, 0x100000, have, sizeof(have)) == sizeof(have) &&
