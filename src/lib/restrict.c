@@ -205,6 +205,26 @@ static int jail_check(const restrict_jail *j, const char **ret_reason)
                         *ret_reason = "jail mode: a bind mount with a relative or unclean path";
                         return -EINVAL;
                 }
+        /* The child binds everything before making anything read-only: a mount point below a
+         * directory bind would be created in the host's directory. Sorted, each target once,
+         * which is also what lets the child create each parent directory once. */
+        for (size_t i = 1; i < j->n_mounts; i++)
+                if (strcmp(j->mounts[i - 1].target, j->mounts[i].target) >= 0) {
+                        *ret_reason = "jail mode: bind mounts not sorted by target, or a "
+                                      "target twice";
+                        return -EINVAL;
+                }
+        for (size_t i = 0; i < j->n_mounts; i++) {
+                if (!(j->mounts[i].flags & RESTRICT_MOUNT_DIR))
+                        continue;
+                size_t k = strlen(j->mounts[i].target);
+                for (size_t l = i + 1; l < j->n_mounts; l++)
+                        if (strncmp(j->mounts[l].target, j->mounts[i].target, k) == 0 &&
+                            j->mounts[l].target[k] == '/') {
+                                *ret_reason = "jail mode: a bind mount below a directory bind";
+                                return -EINVAL;
+                        }
+        }
         if (j->hostname && strlen(j->hostname) > 64) {
                 *ret_reason = "jail mode: hostname longer than 64 bytes";
                 return -EINVAL;
@@ -289,8 +309,11 @@ static int child_fail(int step, int detail, int *ret_step, int *ret_detail)
 }
 
 /* mkdir -p of the directories above TARGET ("/a/b/c": a, a/b), relative to the cwd (the
- * jail's tmpfs). A stack buffer, no allocation. */
-static int jail_mkdir_parents(const char *target)
+ * jail's tmpfs), except those DONE already holds: DONE is the parent of the previous target
+ * ("a/b", or "" at first), updated here. Targets come sorted, so the entries of a directory are
+ * contiguous and most share the previous target's parent: about 20 mkdir() for 110 binds
+ * instead of 250. A stack buffer, no allocation. */
+static int jail_mkdir_parents(const char *target, char done[static PATH_MAX])
 {
         char buf[PATH_MAX];
         size_t len = strlen(target);
@@ -298,21 +321,85 @@ static int jail_mkdir_parents(const char *target)
         if (len >= sizeof(buf))
                 return -ENAMETOOLONG;
         memcpy(buf, target + 1, len); /* without the leading '/', with the NUL */
-        for (char *c = buf; *c; c++) {
-                if (*c != '/')
+        const char *slash = strrchr(buf, '/');
+        size_t parent = slash ? (size_t)(slash - buf) : 0;
+
+        /* The directories both paths share: whole components only. */
+        size_t k = 0;
+        while (k < parent && buf[k] == done[k])
+                k++;
+        if (!((k == parent || buf[k] == '/') && (done[k] == '\0' || done[k] == '/')))
+                while (k > 0 && buf[--k] != '/')
+                        ;
+        for (size_t i = k + 1; i <= parent; i++) {
+                if (i < parent && buf[i] != '/')
                         continue;
-                *c = '\0';
+                buf[i] = '\0';
                 if (mkdir(buf, 0755) < 0 && errno != EEXIST)
                         return negative_errno();
-                *c = '/';
+                buf[i] = '/';
         }
+        memcpy(done, buf, parent);
+        done[parent] = '\0';
         return 0;
 }
 
+#ifndef MOUNT_ATTR_RDONLY /* glibc < 2.36 */
+struct mount_attr {
+        uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+#define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV  0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+/* Every bind read-only and nosuid, nodev unless a device, noexec unless code: with
+ * mount_setattr(2) (Linux >= 5.12), one recursive call gives the whole tree the most common
+ * state (code: ro, nosuid, nodev, exec; the tmpfs root too, until it is remounted noexec after
+ * pivot_root), then one call per entry that differs (data, devices: about 10 of 110). 1 if done,
+ * 0 if the recursive call failed (no mount_setattr: ENOSYS, EINVAL on old kernels, EPERM under
+ * some seccomp profiles) and nothing was changed, so that the caller remounts entry by entry;
+ * <0 if a later call failed. */
+static int jail_setattr_all(const restrict_jail *j, int *ret_step, int *ret_detail)
+{
+#ifdef SYS_mount_setattr
+        struct mount_attr code = {
+                .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                .attr_clr = MOUNT_ATTR_NOEXEC,
+        };
+        /* All or nothing: the kernel checks every mount before it changes one. */
+        if (syscall(SYS_mount_setattr, AT_FDCWD, ".", AT_RECURSIVE, &code, sizeof(code)) < 0)
+                return 0;
+        for (size_t i = 0; i < j->n_mounts; i++) {
+                const restrict_mount *m = &j->mounts[i];
+                if ((m->flags & (RESTRICT_MOUNT_EXEC | RESTRICT_MOUNT_DEVICE)) ==
+                    RESTRICT_MOUNT_EXEC)
+                        continue;
+                struct mount_attr attr = {0};
+                if (!(m->flags & RESTRICT_MOUNT_EXEC))
+                        attr.attr_set |= MOUNT_ATTR_NOEXEC;
+                if (m->flags & RESTRICT_MOUNT_DEVICE)
+                        attr.attr_clr |= MOUNT_ATTR_NODEV;
+                if (syscall(SYS_mount_setattr, AT_FDCWD, m->target + 1, 0, &attr, sizeof(attr)) < 0)
+                        return child_fail(RESTRICT_STEP_JAIL_REMOUNT, (int)i, ret_step, ret_detail);
+        }
+        return 1;
+#else
+        return 0;
+#endif
+}
+
 /* The jail's root, in the child's own (already private) mount namespace: a tmpfs on j->root,
- * one read-only bind per entry, then pivot_root into it and the old root detached, so no path
- * leads back to the host's tree. The tmpfs itself ends read-only, nosuid, nodev, noexec: only
- * the binds that need it keep exec (code) or dev (device nodes). */
+ * one bind per entry, all made read-only (jail_setattr_all(), else one remount per entry),
+ * then pivot_root into it and the old root detached, so no path leads back to the host's tree.
+ * The tmpfs itself ends read-only, nosuid, nodev, noexec: only the binds that need it keep
+ * exec (code) or dev (device nodes). Binding everything before anything is read-only is safe
+ * because no target is below a directory bind (jail_check()): every mount point is made in the
+ * tmpfs. */
 static int jail_build_root(const restrict_jail *j, int *ret_step, int *ret_detail)
 {
         /* The tmpfs holds only empty mount points; bounded anyway. */
@@ -322,35 +409,36 @@ static int jail_build_root(const restrict_jail *j, int *ret_step, int *ret_detai
         if (chdir(j->root) < 0)
                 return child_fail(RESTRICT_STEP_JAIL_CHDIR, 0, ret_step, ret_detail);
 
+        char done[PATH_MAX] = "";
         for (size_t i = 0; i < j->n_mounts; i++) {
                 const restrict_mount *m = &j->mounts[i];
                 const char *rel = m->target + 1;
-                int k = jail_mkdir_parents(m->target);
+                int k = jail_mkdir_parents(m->target, done);
                 if (k < 0) {
                         errno = -k;
                         return child_fail(RESTRICT_STEP_JAIL_MKDIR, (int)i, ret_step, ret_detail);
                 }
-                if (m->flags & RESTRICT_MOUNT_DIR) {
-                        if (mkdir(rel, 0755) < 0 && errno != EEXIST)
-                                return child_fail(RESTRICT_STEP_JAIL_MOUNTPOINT, (int)i, ret_step,
-                                                  ret_detail);
-                } else {
-                        int fd = open(rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                      0444);
-                        if (fd < 0)
-                                return child_fail(RESTRICT_STEP_JAIL_MOUNTPOINT, (int)i, ret_step,
-                                                  ret_detail);
-                        close(fd);
-                }
+                /* mknod(S_IFREG) makes the empty file in one call (no fd to close). */
+                if ((m->flags & RESTRICT_MOUNT_DIR) ? mkdir(rel, 0755) < 0 && errno != EEXIST
+                                                    : mknod(rel, S_IFREG | 0444, 0) < 0)
+                        return child_fail(RESTRICT_STEP_JAIL_MOUNTPOINT, (int)i, ret_step,
+                                          ret_detail);
                 /* Not MS_REC: what is mounted below a bound directory on the host stays out. */
                 if (mount(m->source, rel, NULL, MS_BIND, NULL) < 0)
                         return child_fail(RESTRICT_STEP_JAIL_BIND, (int)i, ret_step, ret_detail);
+        }
+
+        int k = jail_setattr_all(j, ret_step, ret_detail);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; k == 0 && i < j->n_mounts; i++) {
+                const restrict_mount *m = &j->mounts[i];
                 unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID;
                 if (!(m->flags & RESTRICT_MOUNT_DEVICE))
                         flags |= MS_NODEV;
                 if (!(m->flags & RESTRICT_MOUNT_EXEC))
                         flags |= MS_NOEXEC;
-                if (mount(NULL, rel, NULL, flags, NULL) < 0)
+                if (mount(NULL, m->target + 1, NULL, flags, NULL) < 0)
                         return child_fail(RESTRICT_STEP_JAIL_REMOUNT, (int)i, ret_step, ret_detail);
         }
 
