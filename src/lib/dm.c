@@ -777,12 +777,15 @@ static int jail_prepare(qdm_dm *dm, const qemu_probe *probe, bool kvm, gid_t kvm
                 .kvm = kvm,
                 .kernel = m->kernel,
                 .initrd = m->initrd,
+                .cache_dir = dm->cache_dir, /* start_spawn() made sure it is private */
         };
         r = jail_files_find(&jp, &j->files, &why);
         if (r < 0) {
                 set_error(dm, "%s", why ? why : strerror(-r));
                 return r;
         }
+        ctx_log(dm->ctx, LOG_DEBUG_LEVEL, "dm %s: jail of %zu bind mounts%s", m->name,
+                j->files.n_mounts, j->files.cached ? " (host files from the cache)" : "");
         j->jail = (restrict_jail){
                 .root = dm->chroot_dir,
                 .mounts = j->files.mounts,

@@ -25,6 +25,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <link.h>
 #include <pwd.h>
@@ -32,6 +33,7 @@
 #include <sys/stat.h>
 
 #include "argv.h"
+#include "qdm-config.h"
 #include "util.h"
 
 #define MAX_MOUNTS      1024
@@ -134,6 +136,17 @@ static bool path_below(const char *path, const char *dir)
 
 /* ---- the list being built --------------------------------------------------------------- */
 
+/* One input of a result: what stat() ('f'), lstat() ('l') or realpath() ('r') said of a path
+ * when the result was computed. The same answer now means the same result. */
+typedef struct jail_dep {
+        char kind;
+        int err; /* 0, or the errno the call failed with */
+        uint64_t dev, ino, size, mtime_ns, ctime_ns;
+        uint32_t mode;
+        char *path;
+        char *value; /* 'r': the canonical path (NULL with err) */
+} jail_dep;
+
 typedef struct finder {
         restrict_mount *mounts;
         size_t n_mounts, cap_mounts;
@@ -154,6 +167,10 @@ typedef struct finder {
         char *queue[MAX_OBJECTS]; /* objects whose dependencies are still to be read */
         bool queue_required[MAX_OBJECTS];
         size_t n_queue, next;
+        /* what the result depends on (see "the cache" below) */
+        jail_dep *deps;
+        size_t n_deps, cap_deps;
+        bool deps_lost; /* one could not be recorded: the result is not cached */
 } finder;
 
 static int add_mount(finder *f, const char *source, const char *target, unsigned flags)
@@ -191,6 +208,95 @@ static int add_mount(finder *f, const char *source, const char *target, unsigned
                 .flags = flags,
         };
         return 0;
+}
+
+/* ---- what a result depends on ------------------------------------------------------------- */
+
+static uint64_t timespec_ns(const struct timespec *t)
+{
+        return (uint64_t)t->tv_sec * UINT64_C(1000000000) + (uint64_t)t->tv_nsec;
+}
+
+static void dep_fill(jail_dep *d, const struct stat *st)
+{
+        d->dev = st->st_dev;
+        d->ino = st->st_ino;
+        d->size = (uint64_t)st->st_size;
+        d->mtime_ns = timespec_ns(&st->st_mtim);
+        d->ctime_ns = timespec_ns(&st->st_ctim);
+        d->mode = st->st_mode;
+}
+
+static void dep_add(finder *f, const jail_dep *d, const char *path, const char *value)
+{
+        if (f->deps_lost)
+                return;
+        if (f->n_deps == f->cap_deps) {
+                size_t cap = f->cap_deps ? f->cap_deps * 2 : 128;
+                jail_dep *n = realloc(f->deps, cap * sizeof(*n));
+                if (!n) {
+                        f->deps_lost = true;
+                        return;
+                }
+                f->deps = n;
+                f->cap_deps = cap;
+        }
+        jail_dep *e = &f->deps[f->n_deps];
+        *e = *d;
+        e->path = strdup(path);
+        e->value = value ? strdup(value) : NULL;
+        if (!e->path || (value && !e->value)) {
+                free(e->path);
+                free(e->value);
+                f->deps_lost = true;
+                return;
+        }
+        f->n_deps++;
+}
+
+/* stat() (or, KIND 'l', lstat()) PATH and remember the answer; errno is kept for the caller. */
+static int dep_stat(finder *f, char kind, const char *path, struct stat *st)
+{
+        int k = kind == 'l' ? lstat(path, st) : stat(path, st);
+        int saved = errno;
+        jail_dep d = {.kind = kind, .err = k < 0 ? errno : 0};
+        if (k >= 0)
+                dep_fill(&d, st);
+        if (f)
+                dep_add(f, &d, path, NULL);
+        errno = saved;
+        return k;
+}
+
+/* fstat() FD, opened from PATH, and remember the answer as PATH's: what was read is what
+ * counts, even if PATH changes meanwhile. Without FD (open() failed), PATH's stat(). */
+static int dep_fstat(finder *f, const char *path, int fd, struct stat *st)
+{
+        if (fd < 0) {
+                int saved = errno;
+                struct stat ignored;
+                (void)dep_stat(f, 'f', path, &ignored);
+                errno = saved;
+                return -1;
+        }
+        int k = fstat(fd, st);
+        if (k < 0 || !f)
+                return k;
+        jail_dep d = {.kind = 'f'};
+        dep_fill(&d, st);
+        dep_add(f, &d, path, NULL);
+        return 0;
+}
+
+/* realpath(), remembered. */
+static char *dep_realpath(finder *f, const char *path)
+{
+        char *r = realpath(path, NULL);
+        int saved = errno;
+        jail_dep d = {.kind = 'r', .err = r ? 0 : errno};
+        dep_add(f, &d, path, r);
+        errno = saved;
+        return r;
 }
 
 /* ---- ELF ----------------------------------------------------------------------------------- */
@@ -254,13 +360,11 @@ static const char *strtab_get(const char *tab, size_t size, uint64_t off)
         return tab + off;
 }
 
-static int elf_deps_read(const char *path, elf_deps *ret)
+static int elf_deps_read(finder *f, const char *path, elf_deps *ret)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
         struct stat st;
-        if (fstat(fd, &st) < 0)
+        if (dep_fstat(f, path, fd, &st) < 0)
                 return negative_errno();
         if (!S_ISREG(st.st_mode))
                 return -ENOEXEC;
@@ -403,14 +507,14 @@ fail:
 }
 
 /* 1 if PATH is a regular ELF file of the binary's class and machine, 0 if not (or missing). */
-static int elf_matches(const finder *f, const char *path)
+static int elf_matches(finder *f, const char *path)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return errno == ENOMEM ? -ENOMEM : 0;
         struct stat st;
+        if (dep_fstat(f, path, fd, &st) < 0)
+                return fd < 0 && errno == ENOMEM ? -ENOMEM : 0;
         ElfW(Ehdr) eh;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || elf_header(fd, &eh) < 0)
+        if (!S_ISREG(st.st_mode) || elf_header(fd, &eh) < 0)
                 return 0;
         return eh.e_ident[EI_CLASS] == f->cls && eh.e_machine == f->machine;
 }
@@ -443,8 +547,8 @@ static void cache_load(finder *f)
 {
         _cleanup_close_ int fd = open("/etc/ld.so.cache", O_RDONLY | O_CLOEXEC | O_NOCTTY);
         struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 64 ||
-            st.st_size > MAX_CACHE_BYTES)
+        if (dep_fstat(f, "/etc/ld.so.cache", fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_size < 64 || st.st_size > MAX_CACHE_BYTES)
                 return;
         size_t size = (size_t)st.st_size;
         char *data = malloc(size);
@@ -520,7 +624,7 @@ static char *expand_origin(const char *entry, const char *origin)
 }
 
 /* Look for NAME in each directory of a colon-separated run path. 1 with *ret_path when found. */
-static int search_run_path(const finder *f, const char *list, const char *origin, const char *name,
+static int search_run_path(finder *f, const char *list, const char *origin, const char *name,
                            char **ret_path)
 {
         for (const char *c = list; *c;) {
@@ -559,7 +663,7 @@ static int resolve(finder *f, const elf_deps *obj, const char *obj_path, const e
 
         /* $ORIGIN: the directory of the object as ld.so sees it (through symlinks). */
         if (obj->rpath || obj->runpath || (exe && exe->rpath)) {
-                origin = realpath(obj_path, NULL);
+                origin = dep_realpath(f, obj_path);
                 if (!origin)
                         return negative_errno();
                 *strrchr(origin, '/') = '\0';
@@ -670,7 +774,7 @@ static int follow_needs(finder *f, const elf_deps *exe)
                 const char *path = f->queue[f->next];
                 bool required = f->queue_required[f->next];
                 elf_deps d = {0};
-                int r = elf_deps_read(path, &d);
+                int r = elf_deps_read(f, path, &d);
                 if (r < 0) {
                         if (!required)
                                 continue;
@@ -759,8 +863,12 @@ static int add_modules(finder *f, const char *exec_path)
                 if (asprintf(&dir, "%s/%s", prefix, rel[i]) < 0)
                         return -ENOMEM;
                 DIR *d = opendir(dir);
-                if (!d)
+                struct stat dst;
+                if (dep_fstat(f, dir, d ? dirfd(d) : -1, &dst) < 0) {
+                        if (d)
+                                closedir(d);
                         continue;
+                }
                 struct dirent *de;
                 bool found = false;
                 int r = 0;
@@ -773,7 +881,7 @@ static int add_modules(finder *f, const char *exec_path)
                                 break;
                         }
                         struct stat st;
-                        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                        if (dep_stat(f, 'f', path, &st) < 0 || !S_ISREG(st.st_mode))
                                 continue;
                         found = true;
                         r = add_mount(f, path, path, RESTRICT_MOUNT_EXEC);
@@ -793,7 +901,7 @@ static int add_modules(finder *f, const char *exec_path)
 static int add_data_dir(finder *f, const char *dir)
 {
         struct stat st;
-        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        if (dep_stat(f, 'f', dir, &st) < 0 || !S_ISDIR(st.st_mode))
                 return 0; /* QEMU lists directories it would use if they existed */
         _cleanup_free_ char *target = path_clean(dir);
         if (!target)
@@ -807,8 +915,12 @@ static int add_data_links(finder *f, const char *dir)
         if (!target_dir)
                 return -ENOMEM;
         DIR *d = opendir(dir);
-        if (!d)
+        struct stat dst;
+        if (dep_fstat(f, dir, d ? dirfd(d) : -1, &dst) < 0) {
+                if (d)
+                        closedir(d);
                 return 0;
+        }
         int r = 0;
         struct dirent *de;
         while (r >= 0 && (de = readdir(d))) {
@@ -820,7 +932,8 @@ static int add_data_links(finder *f, const char *dir)
                         break;
                 }
                 struct stat lst, st;
-                if (lstat(link, &lst) < 0 || !S_ISLNK(lst.st_mode) || stat(link, &st) < 0)
+                if (dep_stat(f, 'l', link, &lst) < 0 || !S_ISLNK(lst.st_mode) ||
+                    dep_stat(f, 'f', link, &st) < 0)
                         continue; /* not a link, or a dangling one: QEMU cannot use it either */
                 if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
                         continue;
@@ -933,6 +1046,337 @@ static void finder_done(finder *f)
         for (size_t i = 0; i < f->n_queue; i++)
                 free(f->queue[i]);
         free(f->cache);
+        for (size_t i = 0; i < f->n_deps; i++) {
+                free(f->deps[i].path);
+                free(f->deps[i].value);
+        }
+        free(f->deps);
+        *f = (finder){.error = f->error};
+}
+
+/* The part of a jail that depends only on the binary and the host's files, not on the
+ * configuration: the binary, its interpreter, the libraries and modules, ld.so.cache, the data
+ * directories. This is what the cache holds. */
+static int find_host_files(finder *f, const jail_params *p, const char *exec_path)
+{
+        elf_deps exe = {0};
+        int r = elf_deps_read(f, exec_path, &exe);
+        if (r == -ENOEXEC)
+                set_error(f->error, NOT_ELF_MESSAGE, exec_path);
+        else if (r < 0)
+                set_error(f->error, "jail: cannot read the dynamic section of %s: %s", exec_path,
+                          strerror(-r));
+        if (r < 0)
+                return r;
+        f->cls = exe.cls;
+        f->machine = exe.machine;
+        cache_load(f);
+
+        r = add_mount(f, exec_path, exec_path, RESTRICT_MOUNT_EXEC);
+        if (r >= 0 && exe.interp) {
+                r = elf_matches(f, exe.interp);
+                if (r == 0) {
+                        set_error(f->error,
+                                  "jail: %s: the ELF interpreter %s is missing or foreign",
+                                  exec_path, exe.interp);
+                        r = -ENOENT;
+                }
+                if (r > 0)
+                        r = add_mount(f, exe.interp, exe.interp, RESTRICT_MOUNT_EXEC);
+        }
+        if (r >= 0 && f->cache)
+                r = add_mount(f, "/etc/ld.so.cache", "/etc/ld.so.cache", 0);
+        if (r >= 0)
+                r = enqueue(f, exec_path, true);
+        if (r >= 0)
+                r = add_modules(f, exec_path);
+        if (r >= 0)
+                r = follow_needs(f, &exe);
+        for (size_t i = 0; r >= 0 && i < p->probe->n_data_dirs; i++)
+                r = add_data_dir(f, p->probe->data_dirs[i]);
+        for (size_t i = 0; r >= 0 && i < p->probe->n_data_dirs; i++)
+                r = add_data_links(f, p->probe->data_dirs[i]);
+        elf_deps_done(&exe);
+        return r < 0 ? r : 0;
+}
+
+/* ---- the cache ----------------------------------------------------------------------------
+ *
+ * find_host_files() reads about 500 ELF headers, dynamic sections and directories (3 ms of a
+ * 22 ms start with QEMU 7.2 on Debian 12), and its answer only changes when one of them does.
+ * So it is kept in CACHE_DIR/jail-HASH.txt (HASH: of the binary's canonical path), with every
+ * input it was computed from, and used only while each of them is as it was:
+ *   - the format, this qdm's version, the binary's canonical path, the probe's data
+ *     directories (in order), in the file's first lines;
+ *   - every path it stat()ed, lstat()ed, opened or listed, with what stat() said (device,
+ *     inode, size, mtime, ctime, type and mode; or the errno, for paths that were missing):
+ *     the binary, ld.so.cache, every library and every candidate it tried, the module and data
+ *     directories (their mtime and ctime change with each entry added, removed or renamed),
+ *     the links in the data directories; and what realpath() said of the objects whose
+ *     $ORIGIN counted.
+ * Checking them costs one stat() each (about 120). What depends on the start (devices, KVM,
+ * kernel, initrd, the time zone) is never cached: jail_files_find() adds it every time.
+ *
+ * A file modified in the same clock tick as it was read could keep its timestamps: a result
+ * that read anything changed in the last CACHE_RACY_NS is not stored (the next start stores it,
+ * as git treats a "racily clean" index entry).
+ *
+ * The file is untrusted input (probe_cache_read(): ours, not writable by others, bounded);
+ * every line and field is checked, and anything unexpected means "compute it again", never an
+ * error. One line per record, fields separated by tabs, paths last; a result with a tab or
+ * newline in a path is not cached. Lines:
+ *   qdm-jail-cache TAB 1 TAB QDM_VERSION       (bump the 1 whenever find_host_files() changes)
+ *   exec TAB path                               (the binary, canonical)
+ *   data TAB dir                                (each data directory of the probe, in order)
+ *   f|l TAB errno TAB dev TAB ino TAB size TAB mtime_ns TAB ctime_ns TAB mode TAB path
+ *   r TAB errno TAB path TAB canonical path     (empty when errno is not 0)
+ *   m TAB flags TAB source TAB target           (a mount, RESTRICT_MOUNT_* flags)
+ *   end
+ */
+#define CACHE_FORMAT    "1"
+#define CACHE_MAX_FILE  (1024 * 1024)
+#define CACHE_MAX_DEPS  4096
+#define CACHE_RACY_NS   (UINT64_C(2) * 1000000000)
+#define CACHE_MAX_ERRNO 4095
+
+static bool cache_str_ok(const char *s)
+{
+        return s && *s && !strpbrk(s, "\t\n");
+}
+
+static int dep_compare(const void *a, const void *b)
+{
+        const jail_dep *x = a, *y = b;
+        if (x->kind != y->kind)
+                return x->kind < y->kind ? -1 : 1;
+        return strcmp(x->path, y->path);
+}
+
+static bool dep_equal(const jail_dep *a, const jail_dep *b)
+{
+        return a->kind == b->kind && a->err == b->err && a->dev == b->dev && a->ino == b->ino &&
+               a->size == b->size && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+               a->mode == b->mode && streq_ptr(a->value, b->value);
+}
+
+/* Whether DEP says what the host says now. */
+static bool dep_holds(const jail_dep *dep)
+{
+        if (dep->kind == 'r') {
+                _cleanup_free_ char *now = realpath(dep->path, NULL);
+                return now ? dep->err == 0 && streq_ptr(now, dep->value) : dep->err == errno;
+        }
+        struct stat st;
+        if ((dep->kind == 'l' ? lstat(dep->path, &st) : stat(dep->path, &st)) < 0)
+                return dep->err == errno;
+        jail_dep now = {.kind = dep->kind};
+        dep_fill(&now, &st);
+        return dep_equal(&now, dep);
+}
+
+/* Best effort: a result that cannot be stored only costs the next start the same work. */
+static void jail_cache_store(finder *f, const char *file, const jail_params *p,
+                             const char *exec_path, uint64_t began_ns)
+{
+        if (f->deps_lost || f->n_deps > CACHE_MAX_DEPS || !cache_str_ok(exec_path))
+                return;
+        qsort(f->deps, f->n_deps, sizeof(*f->deps), dep_compare);
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        _cleanup_fclose_ FILE *out = open_memstream(&text, &size);
+        if (!out)
+                return;
+        fprintf(out, "qdm-jail-cache\t" CACHE_FORMAT "\t%s\nexec\t%s\n", QDM_VERSION, exec_path);
+        for (size_t i = 0; i < p->probe->n_data_dirs; i++) {
+                if (!cache_str_ok(p->probe->data_dirs[i]))
+                        return;
+                fprintf(out, "data\t%s\n", p->probe->data_dirs[i]);
+        }
+        for (size_t i = 0; i < f->n_deps; i++) {
+                const jail_dep *d = &f->deps[i];
+                if (i > 0 && dep_compare(d, d - 1) == 0) {
+                        if (!dep_equal(d, d - 1))
+                                return; /* it changed while we read it */
+                        continue;
+                }
+                if (!cache_str_ok(d->path) || (d->value && !cache_str_ok(d->value)))
+                        return;
+                if (d->kind == 'r') {
+                        fprintf(out, "r\t%d\t%s\t%s\n", d->err, d->path, d->value ? d->value : "");
+                        continue;
+                }
+                if (d->err == 0 && (d->mtime_ns + CACHE_RACY_NS > began_ns ||
+                                    d->ctime_ns + CACHE_RACY_NS > began_ns))
+                        return;
+                fprintf(out,
+                        "%c\t%d\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
+                        "\t%" PRIu32 "\t%s\n",
+                        d->kind, d->err, d->dev, d->ino, d->size, d->mtime_ns, d->ctime_ns, d->mode,
+                        d->path);
+        }
+        for (size_t i = 0; i < f->n_mounts; i++) {
+                const restrict_mount *m = &f->mounts[i];
+                if (!cache_str_ok(m->source) || !cache_str_ok(m->target))
+                        return;
+                fprintf(out, "m\t%u\t%s\t%s\n", m->flags, m->source, m->target);
+        }
+        fputs("end\n", out);
+        if (fflush(out) != 0 || ferror(out) || size > CACHE_MAX_FILE)
+                return;
+        (void)probe_cache_write(file, text, size);
+}
+
+/* A decimal number without sign, spaces or leading zeros, at most MAX. */
+static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+        uint64_t v = 0;
+        if (!*s || (s[0] == '0' && s[1]))
+                return false;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+                        return false;
+                v = v * 10 + (uint64_t)(*s - '0');
+        }
+        if (v > max)
+                return false;
+        *ret = v;
+        return true;
+}
+
+/* Split LINE (modified) at tabs into exactly N fields. */
+static bool split_fields(char *line, char **fields, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                fields[i] = line;
+                char *tab = strchr(line, '\t');
+                if (i + 1 == n)
+                        return !tab;
+                if (!tab)
+                        return false;
+                *tab = '\0';
+                line = tab + 1;
+        }
+        return false;
+}
+
+/* Absolute; a mount's target must also be clean (restrict.c's rule), not "/". */
+static bool cache_path_ok(const char *path, bool clean)
+{
+        if (path[0] != '/')
+                return false;
+        if (!clean)
+                return true;
+        _cleanup_free_ char *c = path_clean(path);
+        return c && strcmp(c, path) == 0 && strcmp(path, "/") != 0;
+}
+
+typedef struct cache_parse {
+        enum { SEEN_NOTHING, SEEN_HEADER, SEEN_EXEC, SEEN_DEPS, SEEN_MOUNTS, SEEN_END } state;
+        size_t n_data, n_deps;
+} cache_parse;
+
+/* One line of the cache, in the order the file must have. 1 if it holds, 0 if not (stale or
+ * malformed), -ENOMEM. */
+static int cache_line(finder *f, char *line, const jail_params *p, const char *exec_path,
+                      cache_parse *c)
+{
+        char *v[9];
+        uint64_t n[7];
+        switch (line[0]) {
+        case 'q':
+                if (c->state != SEEN_NOTHING || !split_fields(line, v, 3) ||
+                    strcmp(v[0], "qdm-jail-cache") != 0 || strcmp(v[1], CACHE_FORMAT) != 0 ||
+                    strcmp(v[2], QDM_VERSION) != 0)
+                        return 0;
+                c->state = SEEN_HEADER;
+                return 1;
+        case 'e':
+                if (c->state == SEEN_MOUNTS && strcmp(line, "end") == 0) {
+                        c->state = SEEN_END;
+                        return 1;
+                }
+                if (c->state != SEEN_HEADER || !split_fields(line, v, 2) ||
+                    strcmp(v[0], "exec") != 0 || strcmp(v[1], exec_path) != 0)
+                        return 0;
+                c->state = SEEN_EXEC;
+                return 1;
+        case 'd':
+                return c->state == SEEN_EXEC && split_fields(line, v, 2) &&
+                       strcmp(v[0], "data") == 0 && c->n_data < p->probe->n_data_dirs &&
+                       strcmp(v[1], p->probe->data_dirs[c->n_data++]) == 0;
+        case 'f':
+        case 'l':
+        case 'r': {
+                if (c->state == SEEN_EXEC && c->n_data == p->probe->n_data_dirs)
+                        c->state = SEEN_DEPS;
+                if (c->state != SEEN_DEPS || ++c->n_deps > CACHE_MAX_DEPS)
+                        return 0;
+                jail_dep d = {.kind = line[0]};
+                if (d.kind == 'r') {
+                        if (!split_fields(line, v, 4) || strcmp(v[0], "r") != 0 ||
+                            !parse_u64(v[1], CACHE_MAX_ERRNO, &n[0]) ||
+                            !cache_path_ok(v[2], false) || (n[0] == 0) != (v[3][0] != '\0') ||
+                            (n[0] == 0 && !cache_path_ok(v[3], false)))
+                                return 0;
+                        d.path = v[2];
+                        d.value = n[0] == 0 ? v[3] : NULL;
+                } else {
+                        if (!split_fields(line, v, 9) || v[0][1] != '\0' ||
+                            !parse_u64(v[1], CACHE_MAX_ERRNO, &n[0]) || !cache_path_ok(v[8], false))
+                                return 0;
+                        for (size_t i = 1; i < 7; i++)
+                                if (!parse_u64(v[i + 1], i == 6 ? UINT32_MAX : UINT64_MAX, &n[i]))
+                                        return 0;
+                        d.dev = n[1];
+                        d.ino = n[2];
+                        d.size = n[3];
+                        d.mtime_ns = n[4];
+                        d.ctime_ns = n[5];
+                        d.mode = (uint32_t)n[6];
+                        d.path = v[8];
+                }
+                d.err = (int)n[0];
+                return dep_holds(&d);
+        }
+        case 'm': {
+                if (c->state == SEEN_DEPS)
+                        c->state = SEEN_MOUNTS;
+                if (c->state != SEEN_MOUNTS || !split_fields(line, v, 4) ||
+                    strcmp(v[0], "m") != 0 ||
+                    !parse_u64(v[1],
+                               RESTRICT_MOUNT_DIR | RESTRICT_MOUNT_DEVICE | RESTRICT_MOUNT_EXEC,
+                               &n[0]) ||
+                    !cache_path_ok(v[2], false) || !cache_path_ok(v[3], true))
+                        return 0;
+                int r = add_mount(f, v[2], v[3], (unsigned)n[0]);
+                return r == -ENOMEM ? r : r >= 0;
+        }
+        default:
+                return 0;
+        }
+}
+
+/* The cached result for the binary at EXEC_PATH into F's mounts, if every input still holds.
+ * 1 if it was used; 0 if not (F is left empty); -ENOMEM. */
+static int jail_cache_load(finder *f, const char *file, const jail_params *p, const char *exec_path)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t size;
+        if (probe_cache_read(file, CACHE_MAX_FILE, &buf, &size) < 0 || strlen(buf) != size ||
+            size == 0 || buf[size - 1] != '\n')
+                return 0;
+        cache_parse c = {SEEN_NOTHING};
+        int r = 1;
+        for (char *line = buf; r > 0 && *line;) {
+                char *nl = strchr(line, '\n'); /* there is one: the file ends with it */
+                *nl = '\0';
+                r = cache_line(f, line, p, exec_path, &c);
+                line = nl + 1;
+        }
+        if (r > 0 && c.state == SEEN_END)
+                return 1;
+        finder_done(f);
+        return r < 0 ? r : 0;
 }
 
 int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
@@ -941,8 +1385,9 @@ int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
 
         _cleanup_free_ char *error = NULL;
         finder f = {.error = &error};
-        elf_deps exe = {0};
         _cleanup_free_ char *exec_path = realpath(p->qemu, NULL);
+        _cleanup_free_ char *file = NULL;
+        bool cached = false;
         int r;
 
         if (!exec_path) {
@@ -950,46 +1395,30 @@ int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
                 set_error(&error, "jail: %s: %s", p->qemu, strerror(-r));
                 goto out;
         }
-        r = elf_deps_read(exec_path, &exe);
-        if (r == -ENOEXEC)
-                set_error(&error, NOT_ELF_MESSAGE, exec_path);
-        else if (r < 0)
-                set_error(&error, "jail: cannot read the dynamic section of %s: %s", exec_path,
-                          strerror(-r));
-        if (r < 0)
-                goto out;
-        f.cls = exe.cls;
-        f.machine = exe.machine;
-        cache_load(&f);
-
-        r = add_mount(&f, exec_path, exec_path, RESTRICT_MOUNT_EXEC);
-        if (r >= 0 && exe.interp) {
-                r = elf_matches(&f, exe.interp);
-                if (r == 0) {
-                        set_error(&error, "jail: %s: the ELF interpreter %s is missing or foreign",
-                                  exec_path, exe.interp);
-                        r = -ENOENT;
-                }
-                if (r > 0)
-                        r = add_mount(&f, exe.interp, exe.interp, RESTRICT_MOUNT_EXEC);
+        if (p->cache_dir) {
+                file = probe_cache_path(p->cache_dir, "jail", exec_path, ".txt");
+                r = file ? jail_cache_load(&f, file, p, exec_path) : -ENOMEM;
+                if (r < 0)
+                        goto out;
+                cached = r > 0;
         }
-        if (r >= 0 && f.cache)
-                r = add_mount(&f, "/etc/ld.so.cache", "/etc/ld.so.cache", 0);
-        /* The host's time zone, so that "-rtc base=localtime" means what it means outside
-         * (without it, glibc silently takes UTC). Public; skipped when the host has none. */
+        if (!cached) {
+                struct timespec began;
+                clock_gettime(CLOCK_REALTIME, &began);
+                r = find_host_files(&f, p, exec_path);
+                if (r < 0)
+                        goto out;
+                if (file)
+                        jail_cache_store(&f, file, p, exec_path, timespec_ns(&began));
+        }
+
+        /* Never cached: what depends on this start, and the host's time zone (one stat()),
+         * so that "-rtc base=localtime" means what it means outside (without it, glibc
+         * silently takes UTC). Public; skipped when the host has none. */
         struct stat tz;
-        if (r >= 0 && stat("/etc/localtime", &tz) == 0 && S_ISREG(tz.st_mode))
+        r = 0;
+        if (stat("/etc/localtime", &tz) == 0 && S_ISREG(tz.st_mode))
                 r = add_mount(&f, "/etc/localtime", "/etc/localtime", 0);
-        if (r >= 0)
-                r = enqueue(&f, exec_path, true);
-        if (r >= 0)
-                r = add_modules(&f, exec_path);
-        if (r >= 0)
-                r = follow_needs(&f, &exe);
-        for (size_t i = 0; r >= 0 && i < p->probe->n_data_dirs; i++)
-                r = add_data_dir(&f, p->probe->data_dirs[i]);
-        for (size_t i = 0; r >= 0 && i < p->probe->n_data_dirs; i++)
-                r = add_data_links(&f, p->probe->data_dirs[i]);
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(devices); i++)
                 r = add_device(&f, devices[i]);
         if (r >= 0 && p->kvm)
@@ -1006,13 +1435,13 @@ int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error)
                 .mounts = TAKE_PTR(f.mounts),
                 .n_mounts = f.n_mounts,
                 .exec_path = TAKE_PTR(exec_path),
+                .cached = cached,
         };
         f.n_mounts = 0;
         r = 0;
 out:
         if (r < 0 && ret_error)
                 *ret_error = error ? TAKE_PTR(error) : strdup(strerror(-r));
-        elf_deps_done(&exe);
         finder_done(&f);
         return r;
 }

@@ -25,6 +25,9 @@ typedef struct jail_params {
         bool kvm;                /* bind /dev/kvm */
         const char *kernel;      /* host paths, or NULL; bound at QDM_JAIL_KERNEL/_INITRD */
         const char *initrd;
+        const char *cache_dir; /* where the part that depends only on the binary and the host's
+                                  files is cached (RUN_DIR/.cache; only trusted users may write
+                                  it), or NULL for no cache */
 } jail_params;
 
 typedef struct jail_files {
@@ -35,6 +38,7 @@ typedef struct jail_files {
                             so that QEMU, which has no /proc/self/exe in the jail, finds its
                             module and data directories relative to the same directory as on
                             the host */
+        bool cached;     /* the host's part came from the cache */
 } jail_files;
 
 /* Name:    jail_files_find
@@ -52,7 +56,12 @@ typedef struct jail_files {
  *          library is nowhere to be found; a kernel, initrd or device missing), -EACCES
  *          (kernel or initrd not world-readable: QEMU opens them as the device model's uid),
  *          -E2BIG (more mounts than a jail takes), -ENOMEM. *ret_error (if non-NULL) gets a
- *          malloc'd message naming the file. */
+ *          malloc'd message naming the file.
+ *          With P->cache_dir, the part that depends only on the binary and the host's files
+ *          (all of the above but devices, kernel, initrd and /etc/localtime, which are looked
+ *          up on every call) is kept in CACHE_DIR/jail-HASH.txt with every input it was
+ *          computed from, and taken from there (ret->cached) while each input is unchanged;
+ *          a stale, malformed or foreign cache file is ignored and replaced. See jail.c. */
 int jail_files_find(const jail_params *p, jail_files *ret, char **ret_error);
 
 /* Name:    jail_check_binary

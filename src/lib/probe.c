@@ -10,6 +10,8 @@
  * The answer is cached in a small JSON file per binary, keyed by path, device, inode, size and
  * mtime, so a warm start pays one stat() and one small read. A cache entry that does not match
  * or does not parse is ignored and rewritten; the cache is never trusted for anything else.
+ * The reading (ours, not writable by others, bounded) and the atomic writing are shared with
+ * jail.c's cache (probe_cache_read/_write).
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -45,12 +47,77 @@ static uint64_t fnv1a(const char *s)
         return h;
 }
 
-static char *cache_file(const char *cache_dir, const char *path)
+char *probe_cache_path(const char *cache_dir, const char *kind, const char *key, const char *suffix)
 {
         char *f = NULL;
-        if (asprintf(&f, "%s/probe-%016llx.json", cache_dir, (unsigned long long)fnv1a(path)) < 0)
+        if (asprintf(&f, "%s/%s-%016llx%s", cache_dir, kind, (unsigned long long)fnv1a(key),
+                     suffix) < 0)
                 return NULL;
         return f;
+}
+
+int probe_cache_read(const char *file, size_t max, char **ret, size_t *ret_size)
+{
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
+                return -EPERM;
+        if (st.st_size < 0 || (uint64_t)st.st_size > max)
+                return -EFBIG;
+        /* One byte more than it claims: a file that grew meanwhile is too big, not cut. */
+        size_t size = (size_t)st.st_size, n = 0;
+        _cleanup_free_ char *buf = malloc(size + 2);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k = read(fd, buf + n, size + 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+                if (n > size)
+                        return -EFBIG;
+        }
+        buf[n] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_size = n;
+        return 0;
+}
+
+int probe_cache_write(const char *file, const char *data, size_t size)
+{
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.XXXXXX", file) < 0)
+                return -ENOMEM;
+        /* A name of its own (mode 0600), so that concurrent writers, threads included, never
+         * share a temporary file; rename() replaces the old cache in one step. */
+        int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        int r = 0;
+        for (size_t n = 0; n < size && r == 0;) {
+                ssize_t k = write(fd, data + n, size - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        r = k < 0 ? negative_errno() : -EIO;
+                else
+                        n += (size_t)k;
+        }
+        if (close(fd) < 0 && r == 0)
+                r = negative_errno();
+        if (r == 0 && rename(tmp, file) < 0)
+                r = negative_errno();
+        if (r < 0)
+                unlink(tmp);
+        return r;
 }
 
 static bool get_u64(json_object *o, const char *key, uint64_t *ret)
@@ -73,14 +140,11 @@ static bool get_bool(json_object *o, const char *key, bool *ret)
 
 static int cache_load(const char *file, const probe_key *key, qemu_probe *ret)
 {
-        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
-        char buf[CACHE_MAX_BYTES];
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return -ENODATA;
-        buf[n] = '\0';
+        _cleanup_free_ char *buf = NULL;
+        size_t n;
+        int k = probe_cache_read(file, CACHE_MAX_BYTES, &buf, &n);
+        if (k < 0)
+                return k;
         json_object *o = json_tokener_parse(buf);
         if (!o)
                 return -EBADMSG;
@@ -147,18 +211,8 @@ static void cache_store(const char *file, const probe_key *key, const qemu_probe
                 json_object_object_add(o, "data_dirs", dirs);
         }
         const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.%d.tmp", file, (int)getpid()) >= 0) {
-                int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-                if (fd >= 0) {
-                        size_t len = strlen(text);
-                        bool ok = write(fd, text, len) == (ssize_t)len;
-                        close(fd);
-                        if (!ok || rename(tmp, file) < 0)
-                                unlink(tmp);
-                }
-        }
+        if (text)
+                (void)probe_cache_write(file, text, strlen(text));
         json_object_put(o);
 }
 
@@ -450,7 +504,8 @@ int qemu_probe_get(const char *binary, const char *cache_dir, uint64_t timeout_u
                 .mtime_ns = (uint64_t)st.st_mtim.tv_sec * UINT64_C(1000000000) +
                             (uint64_t)st.st_mtim.tv_nsec,
         };
-        _cleanup_free_ char *file = cache_dir ? cache_file(cache_dir, binary) : NULL;
+        _cleanup_free_ char *file =
+                cache_dir ? probe_cache_path(cache_dir, "probe", binary, ".json") : NULL;
         qemu_probe p;
         bool cached = file && cache_load(file, &key, &p) >= 0;
         if (cached && (p.data_dirs_known || !want_data_dirs)) {
