@@ -132,6 +132,16 @@ static void assert_unprivileged(const proc_status *st, uid_t uid)
         assert_int_equal(st->no_new_privs, 1);
 }
 
+/* Whether the comma-separated OPTS holds OPT. */
+static bool has_opt(const char *opts, const char *opt)
+{
+        size_t k = strlen(opt);
+        for (const char *c = opts; c; c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL)
+                if (strncmp(c, opt, k) == 0 && (c[k] == ',' || c[k] == '\0'))
+                        return true;
+        return false;
+}
+
 /* Jail: everything qdm promises, read back from /proc. */
 static void check_jailed(fixture *f, qdm_dm *dm, const char *name)
 {
@@ -187,6 +197,15 @@ static void check_jailed(fixture *f, qdm_dm *dm, const char *name)
                 }
                 assert_true(strncmp(opts, "ro,", 3) == 0);
                 assert_non_null(strstr(opts, "nosuid"));
+                /* nodev but on device nodes; noexec but on code (the binary, its interpreter,
+                 * libraries and modules), whichever way the child set them. */
+                bool device = strncmp(where, "/dev/", 5) == 0;
+                const char *base = strrchr(where, '/') + 1;
+                bool code = strcmp(where, "/etc/ld.so.cache") != 0 &&
+                            (strstr(base, ".so.") || strstr(base, "qemu-system-") ||
+                             (strlen(base) > 3 && strcmp(base + strlen(base) - 3, ".so") == 0));
+                if (has_opt(opts, "nodev") == device || has_opt(opts, "noexec") == code)
+                        fail_msg("mount %s: options %s", where, opts);
                 binary |= strcmp(where, "/usr/bin/qemu-system-x86_64") == 0 ||
                           strstr(where, "qemu-system-x86_64") != NULL;
                 const char *never[] = {"/proc", "/sys", "/etc/passwd", "/tmp", "/run", "/home"};
