@@ -1077,8 +1077,8 @@ def qdm_phases(ev, rest, t0):
     return [
         ("qdm create: exec, read + validate the config, fork the supervisor", t0, fork_sup[1]),
         ("supervisor: fork + exec of the qdm binary", fork_sup[1], exec_sup[1]),
-        ("supervisor: dynamic linking, config, context, uid lookups (NSS), up to the uid lock", exec_sup[1], lock[1]),
-        ("uid check (/proc scan), runtime dir, empty root, up to bind()", lock[1], bind[1]),
+        ("supervisor: dynamic linking, config, context, probe cache, up to the uid lock", exec_sup[1], lock[1]),
+        ("uid lookups (NSS; a /proc scan only after an unclean release), runtime dir, empty root, up to bind()", lock[1], bind[1]),
         ("control socket, event socketpair, logs, up to the fork of QEMU", bind[1], fork_q[1]),
         ("child: namespaces, rlimits, capabilities, exec of QEMU", fork_q[1], exec_q[1]),
         ("QEMU: initialisation up to its first greeting", exec_q[1], greet[1]),
@@ -1790,9 +1790,11 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
     if q[0] is not None:
         w("- **Restriction.** Mode `qemu` costs the library %.1f ms more than mode `none` (median "
           "over the machine/accel pairs), while the same QEMU options cost raw-launch %.1f ms: "
-          "the rest is qdm's uid allocation (NSS lookups, a /proc scan) and its pre-exec "
-          "measures. Destroying a restricted device model takes %.1f ms more than an "
-          "unrestricted one (killing what is left of the uid)."
+          "the rest is qdm's uid allocation (an flock, NSS lookups; the /proc scan only for a "
+          "uid whose last holder did not release it cleanly) and its pre-exec measures "
+          "(namespaces, rlimits, capabilities). Destroying a restricted device model takes "
+          "%.1f ms more than an unrestricted one (sweeping what is left of the uid: a forked "
+          "helper's kill(-1) and a /proc scan, then the clean mark)."
           % (q[0], q[1], q[3]))
     # Jail against qemu, each row over its own raw pair (measured alongside it, so a burst of
     # other users' load that hits one row does not read as a difference between the modes).
@@ -1810,8 +1812,9 @@ def write_report(f, start, first_cold, ctl, thr, reads, wire, scale, mem, cg, ti
         w("- **Jail.** Over the same `raw-launch --restricted`, mode `jail` adds %.1f ms inside the "
           "library (%.1f ms as a whole process) where mode `qemu` adds %.1f ms (%.1f ms), median "
           "over the machine/%s rows where both were measured: the difference is the jail's "
-          "preparation in the parent (finding the libraries, modules and firmware to bind, on "
-          "every start) and, between fork and exec, the mount namespace with its tmpfs root and "
+          "preparation in the parent (the libraries, modules and firmware to bind, from the "
+          "cache after the first start of a binary, every entry's identity checked) and, "
+          "between fork and exec, the mount namespace with its tmpfs root and "
           "read-only bind mounts, pivot_root and the credential and capability changes qdm does "
           "instead of QEMU. Destroy adds %.1f ms over raw in mode `jail`, %.1f ms in mode `qemu`."
           % (ex("jail", 0), ex("jail", 1), ex("qemu", 0), ex("qemu", 1), "/".join(accs),
