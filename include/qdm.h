@@ -315,7 +315,9 @@ int qdm_dm_set_stderr_log(qdm_dm *dm, const char *path, uint64_t max_bytes);
 /* Name:    qdm_dm_start
  * Desc:    Check privileges, allocate a uid (restricted modes), probe the QEMU binary (cached),
  *          create the runtime directory, bind the control socket and hand QEMU the listening
- *          fd (R5), spawn QEMU with -S, and wait over QMP for R1 readiness. fn gets 0 at READY.
+ *          fd (R5), spawn QEMU with -S, and wait over QMP for R1 readiness (and for the
+ *          event-only monitor's negotiation, so that no event after READY is lost). fn gets 0
+ *          at READY.
  *          On failure fn gets the error and everything created is gone: -EEXIST (name in use
  *          in run_dir), -EPERM (restriction needs root), -ENOENT (binary), -ESRCH (QEMU died:
  *          the detail has how, and the tail of its stderr), -ETIMEDOUT (deadline: QEMU was

@@ -78,6 +78,10 @@ struct qdm_dm {
 
         qdm_qmp *control;
         qdm_qmp *events;
+        /* Readiness needs both: query-status answered on the control monitor, and the event
+         * monitor negotiated (QEMU drops events for a monitor still negotiating, so a RESUME
+         * right after READY could otherwise be lost to the event log). */
+        bool status_ok, events_ready;
 
         uint64_t start_timeout;
         uint64_t start_begin, start_took;
@@ -442,6 +446,30 @@ static int pidfd_cb(loop_source *s, int fd, uint32_t revents, void *userdata)
 
 /* ---- readiness (R1) ----------------------------------------------------------------------- */
 
+static void become_ready(qdm_dm *dm)
+{
+        dm->deadline = loop_source_free(dm->deadline);
+        dm->start_took = now_usec() - dm->start_begin;
+        set_state(dm, QDM_DM_READY);
+        op_complete(dm, 0);
+}
+
+static void events_ready_cb(qdm_qmp *qmp, int error, void *userdata)
+{
+        qdm_dm *dm = userdata;
+        if (!state_is_starting(dm->state))
+                return;
+        if (error < 0) {
+                set_error(dm, "QMP negotiation on the event monitor failed: %s", strerror(-error));
+                if (!peer_gone(error)) /* a death is the pidfd's to report */
+                        start_failed(dm, error);
+                return;
+        }
+        dm->events_ready = true;
+        if (dm->state == QDM_DM_QUERYING && dm->status_ok)
+                become_ready(dm);
+}
+
 static void status_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *userdata)
 {
         qdm_dm *dm = userdata;
@@ -468,10 +496,9 @@ static void status_cb(qdm_qmp *qmp, int error, const qdm_qmp_message *m, void *u
                 start_failed(dm, -EPROTO);
                 return;
         }
-        dm->deadline = loop_source_free(dm->deadline);
-        dm->start_took = now_usec() - dm->start_begin;
-        set_state(dm, QDM_DM_READY);
-        op_complete(dm, 0);
+        dm->status_ok = true;
+        if (dm->events_ready)
+                become_ready(dm);
 }
 
 static void control_greeting_cb(qdm_qmp *qmp, void *userdata)
@@ -531,9 +558,11 @@ static int deadline_cb(loop_source *s, uint64_t usec, void *userdata)
         qdm_dm_ref(dm);
         if (state_is_starting(dm->state)) {
                 _cleanup_free_ char *tail = stderr_tail_text(dm);
+                const char *stuck =
+                        dm->status_ok ? "negotiating the event monitor" : state_names[dm->state];
                 set_error(dm, "QEMU was not ready within %llu ms (stuck while %s); killed it%s%s",
-                          (unsigned long long)(dm->start_timeout / USEC_PER_MSEC),
-                          state_names[dm->state], tail && *tail ? ": " : "", tail ? tail : "");
+                          (unsigned long long)(dm->start_timeout / USEC_PER_MSEC), stuck,
+                          tail && *tail ? ": " : "", tail ? tail : "");
                 start_failed(dm, -ETIMEDOUT);
         } else if (dm->state == QDM_DM_STOPPING) {
                 set_error(dm, "the guest did not power off within the grace period; killed QEMU");
@@ -1022,6 +1051,7 @@ static int start_spawn(qdm_dm *dm)
         if (r < 0)
                 return r;
         qdm_qmp_set_event_callback(dm->events, event_cb, dm);
+        qdm_qmp_set_ready_callback(dm->events, events_ready_cb, dm);
         r = qdm_qmp_adopt_fd(dm->events, TAKE_FD(ev_ours));
         if (r < 0)
                 return r;

@@ -28,7 +28,9 @@
 
 typedef struct fixture {
         dm_fixture dm;
-        int kill_at; /* kill QEMU when entering this state (-1: never) */
+        int kill_at;              /* kill QEMU when entering this state (-1: never) */
+        const char *ready_marker; /* a file whose existence is recorded at READY */
+        int marker_at_ready;      /* -1: READY not seen; 0/1: the marker existed */
 } fixture;
 
 static void kill_at_state(dm_fixture *df, qdm_dm *dm, qdm_dm_state new_state)
@@ -36,6 +38,8 @@ static void kill_at_state(dm_fixture *df, qdm_dm *dm, qdm_dm_state new_state)
         fixture *f = (fixture *)df;
         if ((int)new_state == f->kill_at)
                 kill(qdm_dm_get_pid(dm), SIGKILL);
+        if (new_state == QDM_DM_READY && f->ready_marker)
+                f->marker_at_ready = access(f->ready_marker, F_OK) == 0;
 }
 
 static int setup(void **state)
@@ -324,6 +328,79 @@ static void test_never_answers(void **state)
         }
 }
 
+/* A fake QEMU whose control monitor (fd 3) is fake-qmp in mode normal and whose event monitor
+ * (fd 4) is served by EVENT_SERVER, a Python program. */
+static char *fake_qemu_events(fixture *f, const char *name, const char *event_server)
+{
+        char *fake = test_build_path("tests/fake/fake-qmp");
+        char *path = NULL;
+        assert_true(asprintf(&path, "%s/qemu-%s", f->dm.dir, name) > 0);
+        FILE *s = fopen(path, "w");
+        assert_non_null(s);
+        fprintf(s,
+                "#!/bin/sh\n"
+                "for a; do case \"$a\" in *id=probe*) exec %s \"$@\";; esac; done\n"
+                "%s --fd 3 --mode normal 4<&- &\n"
+                "exec 3<&- python3 -c '%s'\n",
+                test_qemu_binary(), fake, event_server);
+        fclose(s);
+        chmod(path, 0755);
+        free(fake);
+        return path;
+}
+
+/* READY needs the event monitor negotiated too: QEMU drops events for a monitor that is still
+ * negotiating, so a guest resumed at READY could otherwise leave no RESUME in the event log.
+ * Here the event monitor greets 300 ms late and creates a marker file just before its
+ * qmp_capabilities reply: READY must come after it. */
+static void test_ready_waits_for_the_event_monitor(void **state)
+{
+        fixture *f = *state;
+        char *marker = NULL;
+        assert_true(asprintf(&marker, "%s/events-negotiated", f->dm.dir) > 0);
+        char *server = NULL;
+        assert_true(asprintf(&server,
+                             "import json, socket, time\n"
+                             "s = socket.socket(fileno=4); f = s.makefile(\"rw\")\n"
+                             "time.sleep(0.3)\n"
+                             "f.write(json.dumps({\"QMP\": {\"version\": {}, \"capabilities\": "
+                             "[]}}) + \"\\n\"); f.flush()\n"
+                             "cmd = json.loads(f.readline())\n"
+                             "open(\"%s\", \"w\").close()\n"
+                             "f.write(json.dumps({\"return\": {}, \"id\": cmd[\"id\"]}) + "
+                             "\"\\n\"); f.flush()\n"
+                             "f.readline()\n",
+                             marker) > 0);
+        char *q = fake_qemu_events(f, "late-events", server);
+        f->ready_marker = marker;
+        f->marker_at_ready = -1;
+        qdm_dm *dm =
+                dm_fixture_start(&f->dm,
+                                 test_config("{\"name\": \"late\", \"qemu\": \"%s\", \"restrict\": "
+                                             "{\"mode\": \"none\"}}",
+                                             q),
+                                 0);
+        assert_int_equal(f->marker_at_ready, 1);
+        qdm_dm_unref(dm);
+
+        /* An event monitor that never greets: the start fails at its deadline, and says why. */
+        free(q);
+        q = fake_qemu_events(f, "mute-events", "import time; time.sleep(3600)");
+        f->ready_marker = NULL;
+        dm = dm_fixture_start(&f->dm,
+                              test_config("{\"name\": \"mute-ev\", \"qemu\": \"%s\", "
+                                          "\"start_timeout_ms\": 500, \"restrict\": "
+                                          "{\"mode\": \"none\"}}",
+                                          q),
+                              -ETIMEDOUT);
+        assert_non_null(strstr(qdm_dm_get_error(dm), "stuck while negotiating the event monitor"));
+        assert_int_equal(qdm_dm_get_state(dm), QDM_DM_FAILED);
+        qdm_dm_unref(dm);
+        free(q);
+        free(server);
+        free(marker);
+}
+
 static void test_killed_between_steps(void **state)
 {
         fixture *f = *state;
@@ -386,6 +463,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_binary_vanished, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exits_at_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_never_answers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ready_waits_for_the_event_monitor, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_killed_between_steps, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_destroy_while_starting, setup, teardown),
         };
