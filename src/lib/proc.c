@@ -187,24 +187,19 @@ int proc_status_read(pid_t pid, proc_status *ret)
         return 0;
 }
 
-int proc_ids_read(pid_t pid, proc_ids *ret)
+/* The start of /proc/PID/WHAT, with one read() into BUF (NUL-terminated): for the small files
+ * read once per process of the host, where stdio would cost more than the parse. */
+static int proc_read_head(pid_t pid, const char *what, char *buf, size_t size)
 {
-        /* State, Uid and Gid are the 3rd, 9th and 10th lines; only Name (at most 64 bytes,
-         * escaped to at most 4 each) is long before them. 1 KiB always holds them. */
-        char path[64], buf[1024];
-        proc_ids ids = {0};
-        unsigned seen = 0;
+        char path[64];
         ssize_t n;
 
-        assert_return(ret, -EINVAL);
-        assert_return(pid >= 0, -EINVAL);
-
-        proc_path(path, sizeof(path), pid, "status");
+        proc_path(path, sizeof(path), pid, what);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return proc_errno();
         do
-                n = read(fd, buf, sizeof(buf) - 1);
+                n = read(fd, buf, size - 1);
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return proc_errno();
@@ -212,6 +207,23 @@ int proc_ids_read(pid_t pid, proc_ids *ret)
         if (n == 0)
                 return -ESRCH;
         buf[n] = '\0';
+        return 0;
+}
+
+int proc_ids_read(pid_t pid, proc_ids *ret)
+{
+        /* State, Uid and Gid are the 3rd, 9th and 10th lines; only Name (at most 64 bytes,
+         * escaped to at most 4 each) is long before them. 1 KiB always holds them. */
+        char buf[1024];
+        proc_ids ids = {0};
+        unsigned seen = 0;
+
+        assert_return(ret, -EINVAL);
+        assert_return(pid >= 0, -EINVAL);
+
+        int r = proc_read_head(pid, "status", buf, sizeof(buf));
+        if (r < 0)
+                return r;
 
         for (char *line = buf, *next; line && seen != 7; line = next) {
                 next = strchr(line, '\n');
@@ -219,7 +231,7 @@ int proc_ids_read(pid_t pid, proc_ids *ret)
                         break; /* a cut-off last line is never trusted */
                 *next++ = '\0';
                 const char *v;
-                int r = 0;
+                r = 0;
                 if ((v = startswith(line, "State:"))) {
                         while (*v == ' ' || *v == '\t')
                                 v++;
@@ -245,23 +257,14 @@ int proc_ids_read(pid_t pid, proc_ids *ret)
 
 int proc_stat_session(pid_t pid, pid_t *ret_pgrp, pid_t *ret_sid)
 {
-        char path[64], buf[1024];
-        _cleanup_close_ int fd = -1;
-        ssize_t n;
+        char buf[1024];
         int pgrp, sid;
 
         assert_return(pid >= 0, -EINVAL);
 
-        proc_path(path, sizeof(path), pid, "stat");
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return proc_errno();
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n < 0)
-                return proc_errno();
-        if (n == 0)
-                return -ESRCH;
-        buf[n] = '\0';
+        int r = proc_read_head(pid, "stat", buf, sizeof(buf));
+        if (r < 0)
+                return r;
 
         /* "pid (comm) state ppid pgrp session ...": comm may contain anything, so the
          * fields start after the last ')'. */
