@@ -285,20 +285,26 @@ static void test_exits_at_once(void **state)
         qdm_dm_unref(dm);
 }
 
-/* A "QEMU" that passes the probe (which gets the real binary) but then runs the fake server
- * in the given mode: what real QEMU will not do on demand. */
-static char *fake_qemu(fixture *f, const char *mode)
+/* A "QEMU" (script qemu-NAME) that passes the probe (which gets the real binary) but then runs
+ * the fake server in MODE on its control monitor (fd 3): what real QEMU will not do on demand.
+ * Its event monitor (fd 4) is left unserved, or with EVENT_SERVER served by that Python
+ * program. */
+static char *fake_qemu(fixture *f, const char *name, const char *mode, const char *event_server)
 {
         char *fake = test_build_path("tests/fake/fake-qmp");
         char *path = NULL;
-        assert_true(asprintf(&path, "%s/qemu-%s", f->dm.dir, mode) > 0);
+        assert_true(asprintf(&path, "%s/qemu-%s", f->dm.dir, name) > 0);
         FILE *s = fopen(path, "w");
         assert_non_null(s);
         fprintf(s,
                 "#!/bin/sh\n"
-                "for a; do case \"$a\" in *id=probe*) exec %s \"$@\";; esac; done\n"
-                "exec %s --fd 3 --mode %s\n",
-                test_qemu_binary(), fake, mode);
+                "for a; do case \"$a\" in *id=probe*) exec %s \"$@\";; esac; done\n",
+                test_qemu_binary());
+        if (event_server)
+                fprintf(s, "%s --fd 3 --mode %s 4<&- &\nexec 3<&- python3 -c '%s'\n", fake, mode,
+                        event_server);
+        else
+                fprintf(s, "exec %s --fd 3 --mode %s\n", fake, mode);
         fclose(s);
         chmod(path, 0755);
         free(fake);
@@ -311,7 +317,7 @@ static void test_never_answers(void **state)
         const char *modes[] = {"nogreet", "silent"};
         const qdm_dm_state stuck[] = {QDM_DM_GREETING, QDM_DM_NEGOTIATING};
         for (size_t i = 0; i < ELEMENTSOF(modes); i++) {
-                char *q = fake_qemu(f, modes[i]);
+                char *q = fake_qemu(f, modes[i], modes[i], NULL);
                 f->dm.n_states = 0;
                 qdm_dm *dm =
                         dm_fixture_start(&f->dm,
@@ -326,27 +332,6 @@ static void test_never_answers(void **state)
                 qdm_dm_unref(dm);
                 free(q);
         }
-}
-
-/* A fake QEMU whose control monitor (fd 3) is fake-qmp in mode normal and whose event monitor
- * (fd 4) is served by EVENT_SERVER, a Python program. */
-static char *fake_qemu_events(fixture *f, const char *name, const char *event_server)
-{
-        char *fake = test_build_path("tests/fake/fake-qmp");
-        char *path = NULL;
-        assert_true(asprintf(&path, "%s/qemu-%s", f->dm.dir, name) > 0);
-        FILE *s = fopen(path, "w");
-        assert_non_null(s);
-        fprintf(s,
-                "#!/bin/sh\n"
-                "for a; do case \"$a\" in *id=probe*) exec %s \"$@\";; esac; done\n"
-                "%s --fd 3 --mode normal 4<&- &\n"
-                "exec 3<&- python3 -c '%s'\n",
-                test_qemu_binary(), fake, event_server);
-        fclose(s);
-        chmod(path, 0755);
-        free(fake);
-        return path;
 }
 
 /* READY needs the event monitor negotiated too: QEMU drops events for a monitor that is still
@@ -371,7 +356,7 @@ static void test_ready_waits_for_the_event_monitor(void **state)
                              "\"\\n\"); f.flush()\n"
                              "f.readline()\n",
                              marker) > 0);
-        char *q = fake_qemu_events(f, "late-events", server);
+        char *q = fake_qemu(f, "late-events", "normal", server);
         f->ready_marker = marker;
         f->marker_at_ready = -1;
         qdm_dm *dm =
@@ -385,7 +370,7 @@ static void test_ready_waits_for_the_event_monitor(void **state)
 
         /* An event monitor that never greets: the start fails at its deadline, and says why. */
         free(q);
-        q = fake_qemu_events(f, "mute-events", "import time; time.sleep(3600)");
+        q = fake_qemu(f, "mute-events", "normal", "import time; time.sleep(3600)");
         f->ready_marker = NULL;
         dm = dm_fixture_start(&f->dm,
                               test_config("{\"name\": \"mute-ev\", \"qemu\": \"%s\", "
