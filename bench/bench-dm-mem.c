@@ -144,6 +144,15 @@ static void destroy_all(qdm_ctx *ctx, qdm_dm **dms, size_t k)
                 ;
 }
 
+/* One result line, the format run.py parses: heap bytes and fds per device model. */
+static void report(const char *side, size_t k, size_t before, size_t ready, size_t after, long fds)
+{
+        printf("%s k=%zu heap_before=%zu heap_ready=%zu heap_after=%zu per_dm_bytes=%.0f "
+               "fds_per_dm=%.2f\n",
+               side, k, before, ready, after, ((double)ready - (double)before) / (double)k,
+               (double)fds / (double)k);
+}
+
 static int run_lib(const opts *o, size_t k)
 {
         if (!o->run_dir) {
@@ -185,11 +194,7 @@ static int run_lib(const opts *o, size_t k)
         size_t ready = heap_bytes();
         long fds_ready = count_fds();
         destroy_all(ctx, dms, k);
-        size_t after = heap_bytes();
-        printf("lib k=%zu heap_before=%zu heap_ready=%zu heap_after=%zu per_dm_bytes=%.0f "
-               "fds_per_dm=%.2f\n",
-               k, before, ready, after, ((double)ready - (double)before) / (double)k,
-               (double)(fds_ready - fds_before) / (double)k);
+        report("lib", k, before, ready, heap_bytes(), fds_ready - fds_before);
         r = 0;
 out:
         free(dms);
@@ -270,11 +275,7 @@ static int run_raw(const opts *o, size_t k)
         size_t ready = heap_bytes();
         long fds_ready = count_fds();
         raw_cleanup_all(ch, k);
-        size_t after = heap_bytes();
-        printf("raw k=%zu heap_before=%zu heap_ready=%zu heap_after=%zu per_dm_bytes=%.0f "
-               "fds_per_dm=%.2f\n",
-               k, before, ready, after, ((double)ready - (double)before) / (double)k,
-               (double)(fds_ready - fds_before) / (double)k);
+        report("raw", k, before, ready, heap_bytes(), fds_ready - fds_before);
         r = 0;
 out:
         free(ch);
